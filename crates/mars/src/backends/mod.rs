@@ -1,0 +1,3 @@
+//! Backends: the clients that reach a model.
+
+pub mod scripted;

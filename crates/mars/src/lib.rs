@@ -34,3 +34,8 @@ pub use client::{
     complete_concurrently,
 };
 pub use error::{Error, Result, TimeoutPhase};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

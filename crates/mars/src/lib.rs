@@ -22,7 +22,9 @@
 
 pub mod backends;
 pub mod client;
+pub mod code;
 pub mod error;
+pub mod eval;
 
 pub use backends::http::HttpOptions;
 pub use backends::ollama::{OllamaClient, OllamaConfig};

@@ -1,0 +1,4 @@
+//! Evaluation: benchmark tasks and report maths.
+
+pub mod stats;
+pub mod tasks;

@@ -138,9 +138,11 @@ pub fn normalize_code(code: &str) -> String {
 mod tests {
     use super::*;
 
+    type Case<'a> = (&'a str, &'a str, Option<(&'a str, CodeSource)>);
+
     #[test]
     fn extraction_table() {
-        let cases: &[(&str, &str, Option<(&str, CodeSource)>)] = &[
+        let cases: &[Case<'_>] = &[
             (
                 "Here:\n```rust\nfn add(a: i32, b: i32) -> i32 { a + b }\n```\nDone.",
                 "add",

@@ -20,6 +20,7 @@
 pub mod backends;
 pub mod client;
 pub mod error;
+pub mod strategies;
 
 pub use backends::scripted::{ScriptedClient, Turn};
 pub use client::{
@@ -28,3 +29,7 @@ pub use client::{
     complete_concurrently,
 };
 pub use error::{Error, Result, TimeoutPhase};
+pub use strategies::{
+    Baseline, BestOfN, BestOfNConfig, DiverseSampling, DiverseSamplingConfig, Outcome, ReRead,
+    ReReadConfig, Strategy,
+};

@@ -83,55 +83,105 @@ pub fn extract_code(answer: &str, entry_point: &str) -> Option<ExtractedCode> {
     })
 }
 
-/// Code normalised for comparing answers: comments dropped, whitespace collapsed.
+/// Code normalised for comparing answers: comments dropped, whitespace runs collapsed to one
+/// space, string and character literals kept verbatim.
 ///
 /// Two answers that differ only in comments, indentation or blank lines normalise to the same
-/// string. String literals are kept as they are, except that `//` inside a literal would be taken
-/// for a comment (rare in answers; the cost is a missed match, not a wrong one).
+/// string; `"http://x"` stays intact because `//` inside a literal is not a comment.
 pub fn normalize_code(code: &str) -> String {
     let mut out = String::with_capacity(code.len());
-    let mut in_block_comment = 0usize;
-    for line in code.lines() {
-        let mut rest = line;
-        let mut kept = String::new();
-        loop {
-            if in_block_comment > 0 {
-                match rest.find("*/") {
-                    Some(end) => {
-                        in_block_comment -= 1;
-                        rest = &rest[end + 2..];
-                    }
-                    None => break,
-                }
-                continue;
-            }
-            let line_comment = rest.find("//");
-            let block_comment = rest.find("/*");
-            match (line_comment, block_comment) {
-                (Some(l), b) if b.is_none_or(|b| l < b) => {
-                    kept.push_str(&rest[..l]);
-                    break;
-                }
-                (_, Some(b)) => {
-                    kept.push_str(&rest[..b]);
-                    kept.push(' ');
-                    in_block_comment += 1;
-                    rest = &rest[b + 2..];
-                }
-                _ => {
-                    kept.push_str(rest);
-                    break;
-                }
-            }
+    let mut chars = code.chars().peekable();
+    let mut pending_space = false;
+    let push = |out: &mut String, c: char, pending: &mut bool| {
+        if *pending && !out.is_empty() {
+            out.push(' ');
         }
-        for word in kept.split_whitespace() {
-            if !out.is_empty() {
-                out.push(' ');
+        *pending = false;
+        out.push(c);
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '/' if chars.peek() == Some(&'/') => {
+                for next in chars.by_ref() {
+                    if next == '\n' {
+                        break;
+                    }
+                }
+                pending_space = true;
             }
-            out.push_str(word);
+            '/' if chars.peek() == Some(&'*') => {
+                chars.next();
+                let mut depth = 1;
+                let mut previous = ' ';
+                for next in chars.by_ref() {
+                    match (previous, next) {
+                        ('*', '/') => {
+                            depth -= 1;
+                            previous = ' ';
+                            if depth == 0 {
+                                break;
+                            }
+                            continue;
+                        }
+                        ('/', '*') => {
+                            depth += 1;
+                            previous = ' ';
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    previous = next;
+                }
+                pending_space = true;
+            }
+            '"' => {
+                push(&mut out, c, &mut pending_space);
+                let mut escaped = false;
+                for next in chars.by_ref() {
+                    out.push(next);
+                    match next {
+                        '\\' if !escaped => escaped = true,
+                        '"' if !escaped => break,
+                        _ => escaped = false,
+                    }
+                }
+            }
+            '\'' => {
+                // A character literal ('x', '\n', '"'); otherwise a lifetime, kept as is.
+                push(&mut out, c, &mut pending_space);
+                let mut lookahead = chars.clone();
+                let literal_len = match (lookahead.next(), lookahead.next(), lookahead.next()) {
+                    (Some('\\'), Some(_), _) => lookahead_len_to_quote(&chars),
+                    (Some(_), Some('\''), _) => Some(2),
+                    _ => None,
+                };
+                for _ in 0..literal_len.unwrap_or(0) {
+                    if let Some(next) = chars.next() {
+                        out.push(next);
+                    }
+                }
+            }
+            c if c.is_whitespace() => pending_space = true,
+            c => push(&mut out, c, &mut pending_space),
         }
     }
     out
+}
+
+/// For an escaped character literal after its opening quote (`\n'`, `\u{41}'`), how many
+/// characters up to and including the closing quote.
+fn lookahead_len_to_quote(chars: &std::iter::Peekable<std::str::Chars<'_>>) -> Option<usize> {
+    let mut count = 0;
+    let mut lookahead = chars.clone();
+    lookahead.next();
+    count += 1;
+    for next in lookahead.take(12) {
+        count += 1;
+        if next == '\'' {
+            return Some(count);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -197,6 +247,51 @@ mod tests {
         assert!(!defines_function("fn is_prime_fast(n: u64)", "is_prime"));
         assert!(!defines_function("let x = is_prime(3);", "is_prime"));
         assert!(!defines_function("myfn add(", "add"));
+    }
+
+    #[test]
+    fn fenced_blocks_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("no code here", None),
+            ("```rust\nfn a() {}\n```\n", Some("fn a() {}\n")),
+            ("Here:\n```\nx\n```\nand\n```\ny\n```", Some("x\n")),
+            ("  ```rust\n  fn a() {}\n  ```", Some("  fn a() {}\n")),
+            ("````\n```\ninner\n```\n````\n", Some("```\ninner\n```\n")),
+            ("```rust\nfn cut_off(", Some("fn cut_off(")),
+            ("```rust", Some("")),
+            ("```\n```", Some("")),
+            ("inline `code` only", None),
+        ];
+        for &(text, expected) in cases {
+            assert_eq!(fenced_blocks(text).first().copied(), expected, "{text:?}");
+        }
+        assert_eq!(fenced_blocks("```\na\n```\n```\nb\n```"), ["a\n", "b\n"]);
+    }
+
+    #[test]
+    fn normalisation_keeps_literals() {
+        let cases: &[(&str, &str)] = &[
+            ("let s = \"http://x\"; // trailing", "let s = \"http://x\";"),
+            ("let s = \"a  /* b */\";", "let s = \"a  /* b */\";"),
+            (
+                "let q = '\"'; let t = \"x\";  // c",
+                "let q = '\"'; let t = \"x\";",
+            ),
+            (
+                "let e = \"say \\\"hi\\\" // no\";",
+                "let e = \"say \\\"hi\\\" // no\";",
+            ),
+            (
+                "fn f<'a>(x: &'a str) -> &'a str { x }",
+                "fn f<'a>(x: &'a str) -> &'a str { x }",
+            ),
+            ("let n = '\\n';   let m = 1;", "let n = '\\n'; let m = 1;"),
+            ("/* outer /* nested */ still */ fn a() {}", "fn a() {}"),
+            ("", ""),
+        ];
+        for &(code, expected) in cases {
+            assert_eq!(normalize_code(code), expected, "{code:?}");
+        }
     }
 
     #[test]

@@ -153,6 +153,31 @@ pub enum Error {
         /// The message the script gave.
         message: String,
     },
+
+    /// A model call made by a strategy failed (under the default
+    /// [`FailurePolicy::Fail`](crate::strategies::FailurePolicy::Fail)).
+    #[error("{strategy}: {call} failed: {source}")]
+    StrategyCall {
+        /// The strategy's name, e.g. `best_of_n`.
+        strategy: &'static str,
+        /// Which call, e.g. `candidate 2 of 5` or `judge call for candidate 1`.
+        call: String,
+        /// The inner call's error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// Every candidate of a strategy failed (under
+    /// [`FailurePolicy::Drop`](crate::strategies::FailurePolicy::Drop)).
+    #[error("{strategy}: all {candidates} candidate(s) failed; the first: {first_error}")]
+    AllCandidatesFailed {
+        /// The strategy's name.
+        strategy: &'static str,
+        /// How many candidates were requested.
+        candidates: usize,
+        /// The first failed call and its error, as displayed.
+        first_error: String,
+    },
 }
 
 /// Shortens `text` to at most `max` bytes on a character boundary, marking the cut.

@@ -25,6 +25,7 @@ pub mod client;
 pub mod code;
 pub mod error;
 pub mod eval;
+pub mod strategies;
 
 pub use backends::http::HttpOptions;
 pub use backends::ollama::{OllamaClient, OllamaConfig};
@@ -36,6 +37,10 @@ pub use client::{
     complete_concurrently,
 };
 pub use error::{Error, Result, TimeoutPhase};
+pub use strategies::{
+    Baseline, BestOfN, BestOfNConfig, DiverseSampling, DiverseSamplingConfig, Outcome, ReRead,
+    ReReadConfig, Strategy,
+};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../../README.md")]

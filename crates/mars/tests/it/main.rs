@@ -7,3 +7,4 @@ mod conformance;
 mod ollama;
 mod openai;
 mod server;
+mod strategies;

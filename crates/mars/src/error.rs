@@ -178,6 +178,17 @@ pub enum Error {
         /// The first failed call and its error, as displayed.
         first_error: String,
     },
+    /// Reading or writing a file failed.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. `append to`.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Shortens `text` to at most `max` bytes on a character boundary, marking the cut.

@@ -8,3 +8,4 @@ mod ollama;
 mod openai;
 mod server;
 mod strategies;
+mod eval;

@@ -20,11 +20,12 @@
 pub mod backends;
 pub mod client;
 pub mod error;
+pub mod eval;
 
 pub use backends::scripted::{ScriptedClient, Turn};
 pub use client::{
-    BatchRequest, ChatRequest, Completion, EventStream, Finish, FinishReason, Message,
-    ModelClient, ModelClientExt, Role, SamplingOptions, StreamEvent, Usage, collect_completion,
+    BatchRequest, ChatRequest, Completion, EventStream, Finish, FinishReason, Message, ModelClient,
+    ModelClientExt, Role, SamplingOptions, StreamEvent, Usage, collect_completion,
     complete_concurrently,
 };
 pub use error::{Error, Result, TimeoutPhase};

@@ -117,7 +117,10 @@ fn load_tasks(spec: &str) -> mars::Result<Vec<Task>> {
     Ok(match spec {
         "seed" => builtin(TaskSet::Seed),
         "ladder" => builtin(TaskSet::Ladder),
-        "all" => builtin(TaskSet::Seed).into_iter().chain(builtin(TaskSet::Ladder)).collect(),
+        "all" => builtin(TaskSet::Seed)
+            .into_iter()
+            .chain(builtin(TaskSet::Ladder))
+            .collect(),
         path => load_jsonl(Path::new(path))?,
     })
 }
@@ -130,28 +133,44 @@ async fn ollama_ready(model: &str) -> Result<OllamaClient, String> {
         max_retries: 0,
         ..HttpOptions::default()
     };
-    let client = OllamaClient::new(OllamaConfig { http, ..OllamaConfig::from_env(model) })
-        .map_err(|e| e.to_string())?;
+    let client = OllamaClient::new(OllamaConfig {
+        http,
+        ..OllamaConfig::from_env(model)
+    })
+    .map_err(|e| e.to_string())?;
     let url = client.config().base_url.clone();
-    client.version().await.map_err(|e| format!("Ollama not reachable at {url} ({e})"))?;
+    client
+        .version()
+        .await
+        .map_err(|e| format!("Ollama not reachable at {url} ({e})"))?;
     let models = client.list_models().await.map_err(|e| e.to_string())?;
-    let wanted = if model.contains(':') { model.to_owned() } else { format!("{model}:latest") };
+    let wanted = if model.contains(':') {
+        model.to_owned()
+    } else {
+        format!("{model}:latest")
+    };
     if !models.iter().any(|m| m.name == model || m.name == wanted) {
-        return Err(format!("Ollama at {url} does not have {model} (run `ollama pull {model}`)"));
+        return Err(format!(
+            "Ollama at {url} does not have {model} (run `ollama pull {model}`)"
+        ));
     }
     // A long first-byte timeout again for real generations (the model may need loading).
     OllamaClient::from_env(model).map_err(|e| e.to_string())
 }
 
 fn embedded(args: &Args, reason: String) -> mars::Result<(Box<dyn ModelClient>, BackendInfo)> {
-    let path = mars_llama::model::resolve_model_with_notice(args.model_path.as_deref(), &mut |n| {
-        eprintln!("{n}")
-    })?;
+    let path =
+        mars_llama::model::resolve_model_with_notice(args.model_path.as_deref(), &mut |n| {
+            eprintln!("{n}")
+        })?;
     let started = Instant::now();
     let engine = LlamaEngine::load(LlamaConfig::new(&path))?;
     let info = BackendInfo {
         kind: "embedded".into(),
-        model: path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+        model: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         reason: format!(
             "{reason}; llama.cpp in process, {} threads, loaded in {:.1} s",
             engine.threads(),
@@ -168,25 +187,44 @@ async fn build_backend(args: &Args) -> mars::Result<(Option<Box<dyn ModelClient>
         reason,
     };
     match args.backend {
-        Backend::Scripted => Ok((None, remote("scripted", "recorded answers", "--backend scripted".into()))),
+        Backend::Scripted => Ok((
+            None,
+            remote("scripted", "recorded answers", "--backend scripted".into()),
+        )),
         Backend::Embedded => embedded(args, "--backend embedded".into()).map(|(c, i)| (Some(c), i)),
         Backend::Ollama => {
             let client = OllamaClient::from_env(&args.model)?;
             let reason = format!("--backend ollama at {}", client.config().base_url);
-            Ok((Some(Box::new(client)), remote("ollama", &args.model, reason)))
+            Ok((
+                Some(Box::new(client)),
+                remote("ollama", &args.model, reason),
+            ))
         }
         Backend::Openai => {
             let config = match &args.openai_url {
-                Some(url) => OpenAiConfig { api_key: std::env::var("OPENAI_API_KEY").ok(), ..OpenAiConfig::new(url, &args.model) },
+                Some(url) => OpenAiConfig {
+                    api_key: std::env::var("OPENAI_API_KEY").ok(),
+                    ..OpenAiConfig::new(url, &args.model)
+                },
                 None => OpenAiConfig::from_env(&args.model),
             };
             let reason = format!("--backend openai at {}", config.base_url);
-            Ok((Some(Box::new(OpenAiClient::new(config)?)), remote("openai", &args.model, reason)))
+            Ok((
+                Some(Box::new(OpenAiClient::new(config)?)),
+                remote("openai", &args.model, reason),
+            ))
         }
         Backend::Auto => match ollama_ready(&args.model).await {
             Ok(client) => {
-                let reason = format!("auto: Ollama answers at {} and has {}", client.config().base_url, args.model);
-                Ok((Some(Box::new(client)), remote("ollama", &args.model, reason)))
+                let reason = format!(
+                    "auto: Ollama answers at {} and has {}",
+                    client.config().base_url,
+                    args.model
+                );
+                Ok((
+                    Some(Box::new(client)),
+                    remote("ollama", &args.model, reason),
+                ))
             }
             Err(why) => embedded(args, format!("auto: {why}")).map(|(c, i)| (Some(c), i)),
         },
@@ -230,7 +268,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         _ => None,
     };
     let (client, backend) = build_backend(&args).await?;
-    println!("backend: {} ({}): {}", backend.kind, backend.model, backend.reason);
+    println!(
+        "backend: {} ({}): {}",
+        backend.kind, backend.model, backend.reason
+    );
     let mut sandbox_config = SandboxConfig::default();
     sandbox_config.compile.wall = Duration::from_secs_f64(args.compile_timeout);
     sandbox_config.run.wall = Duration::from_secs_f64(args.run_timeout);
@@ -265,8 +306,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ProgressBar::new(total)
     };
     progress.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     progress.set_position(done.len() as u64);
     let started = Instant::now();
@@ -279,7 +322,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(Err(err)) = jsonl.as_mut().map(|j| j.append(record)) {
             eprintln!("{err}");
         }
-        progress.set_message(format!("{} {} #{}: {}", record.task_id, record.strategy.as_str(), record.sample, record.verdict.as_str()));
+        progress.set_message(format!(
+            "{} {} #{}: {}",
+            record.task_id,
+            record.strategy.as_str(),
+            record.sample,
+            record.verdict.as_str()
+        ));
         progress.inc(1);
     })
     .await?;
@@ -303,7 +352,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         write_file(path, &render::svg(&report));
     }
     if let Some(path) = &args.markdown {
-        let plot = args.svg.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+        let plot = args
+            .svg
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
         write_file(path, &render::markdown(&report, plot.as_deref()));
     }
     Ok(())

@@ -129,7 +129,9 @@ impl Grader {
             // Prose without a fence and without a function is not code (unless the task's
             // prelude opens the function and the answer may be its body).
             .filter(|e| {
-                e.source != CodeSource::RawText || e.code.contains("fn ") || !task.prelude.is_empty()
+                e.source != CodeSource::RawText
+                    || e.code.contains("fn ")
+                    || !task.prelude.is_empty()
             });
         let Some(extracted) = extracted else {
             return Ok(Grade {
@@ -172,7 +174,10 @@ impl Grader {
 pub fn judge(outcome: &TestOutcome) -> (Verdict, Option<String>) {
     let compile = &outcome.compile;
     if matches!(compile.limit, Some(LimitHit::WallClock | LimitHit::CpuTime)) {
-        return (Verdict::Timeout, Some("compilation hit its time limit".into()));
+        return (
+            Verdict::Timeout,
+            Some("compilation hit its time limit".into()),
+        );
     }
     let Some(run) = &outcome.run else {
         return (Verdict::CompileError, first_line(compile, &["error"]));
@@ -181,9 +186,10 @@ pub fn judge(outcome: &TestOutcome) -> (Verdict, Option<String>) {
         return (Verdict::CompileError, first_line(compile, &["error"]));
     }
     match (run.limit, run.termination) {
-        (Some(LimitHit::WallClock | LimitHit::CpuTime), _) => {
-            (Verdict::Timeout, Some("the tests hit their time limit".into()))
-        }
+        (Some(LimitHit::WallClock | LimitHit::CpuTime), _) => (
+            Verdict::Timeout,
+            Some("the tests hit their time limit".into()),
+        ),
         (Some(LimitHit::AddressSpace), _) => (
             Verdict::Crash,
             Some("memory limit: an allocation failed".into()),
@@ -238,11 +244,19 @@ mod tests {
         task.prelude = "fn add(a: i32, b: i32) -> i32 {\n".into();
         let body_only = assemble(&task, "    a + b\n}", Tests::Hidden);
         assert!(body_only.contains("fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"));
-        let whole = assemble(&task, "fn add(a: i32, b: i32) -> i32 { a + b }", Tests::Hidden);
+        let whole = assemble(
+            &task,
+            "fn add(a: i32, b: i32) -> i32 { a + b }",
+            Tests::Hidden,
+        );
         assert_eq!(whole.matches("fn add").count(), 1);
         assert!(whole.contains("mars_hidden_tests"));
         assert!(!whole.contains("mars_visible_tests"));
-        let visible = assemble(&task, "fn add(a: i32, b: i32) -> i32 { a + b }", Tests::Visible);
+        let visible = assemble(
+            &task,
+            "fn add(a: i32, b: i32) -> i32 { a + b }",
+            Tests::Visible,
+        );
         assert!(visible.contains("mars_visible_tests") && !visible.contains("mars_hidden_tests"));
     }
 

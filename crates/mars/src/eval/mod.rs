@@ -9,5 +9,6 @@ pub mod journal;
 pub mod render;
 pub mod report;
 pub mod run;
+pub mod sandbox;
 pub mod stats;
 pub mod tasks;

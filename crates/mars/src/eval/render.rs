@@ -80,7 +80,14 @@ fn strategy_rows(report: &Report) -> Vec<Vec<String>> {
         .collect()
 }
 
-const CELL_HEADER: [&str; 6] = ["task", "strategy", "pass rate [95% CI]", "p50 ms", "tokens", "typical failure"];
+const CELL_HEADER: [&str; 6] = [
+    "task",
+    "strategy",
+    "pass rate [95% CI]",
+    "p50 ms",
+    "tokens",
+    "typical failure",
+];
 
 fn cell_rows(report: &Report) -> Vec<Vec<String>> {
     report
@@ -101,7 +108,9 @@ fn cell_rows(report: &Report) -> Vec<Vec<String>> {
 
 fn table(header: &[&str], rows: Vec<Vec<String>>) -> Table {
     let mut table = Table::new();
-    table.load_preset(UTF8_FULL_CONDENSED).set_header(header.to_vec());
+    table
+        .load_preset(UTF8_FULL_CONDENSED)
+        .set_header(header.to_vec());
     for row in rows {
         table.add_row(row);
     }
@@ -165,7 +174,11 @@ pub fn markdown(report: &Report, plot: Option<&str>) -> String {
         c.samples, c.seed, c.max_tokens, c.temperature, c.candidates
     );
     let _ = writeln!(out, "- grading sandbox: {}", report.isolation);
-    let _ = writeln!(out, "- mars {} (report schema {})\n", report.mars_version, report.schema_version);
+    let _ = writeln!(
+        out,
+        "- mars {} (report schema {})\n",
+        report.mars_version, report.schema_version
+    );
     let _ = writeln!(out, "## Strategies\n");
     markdown_table(&mut out, &STRATEGY_HEADER, strategy_rows(report));
     let _ = writeln!(out, "\n## Verdicts\n");
@@ -176,7 +189,11 @@ pub fn markdown(report: &Report, plot: Option<&str>) -> String {
         .iter()
         .map(|s| {
             std::iter::once(s.strategy.as_str().to_owned())
-                .chain(Verdict::ALL.iter().map(|v| s.verdicts.get(v).copied().unwrap_or(0).to_string()))
+                .chain(
+                    Verdict::ALL
+                        .iter()
+                        .map(|v| s.verdicts.get(v).copied().unwrap_or(0).to_string()),
+                )
                 .collect()
         })
         .collect();
@@ -194,7 +211,9 @@ pub fn markdown(report: &Report, plot: Option<&str>) -> String {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// An SVG plot: pass rate (with its 95% interval as a bar) against mean tokens per sample, one
@@ -264,7 +283,9 @@ pub fn svg(report: &Report) -> String {
         r#"<text x="16" y="{0}" text-anchor="middle" transform="rotate(-90 16 {0})">pass rate (95% Wilson interval)</text>"#,
         top + plot_h / 2.0
     );
-    const COLOURS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+    const COLOURS: [&str; 6] = [
+        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+    ];
     for (i, s) in report.strategies.iter().enumerate() {
         let Some(tokens) = s.mean_total_tokens else {
             continue;

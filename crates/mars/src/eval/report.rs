@@ -132,7 +132,10 @@ fn mean_of(records: &[&SampleRecord], f: impl Fn(&SampleRecord) -> Option<f64>) 
 }
 
 fn pass_count(records: &[&SampleRecord]) -> u64 {
-    records.iter().filter(|r| r.verdict == Verdict::Pass).count() as u64
+    records
+        .iter()
+        .filter(|r| r.verdict == Verdict::Pass)
+        .count() as u64
 }
 
 /// pass@k averaged over tasks, each task with its own n and c; tasks with fewer than k samples
@@ -154,8 +157,11 @@ impl Report {
         isolation: String,
         mut samples: Vec<SampleRecord>,
     ) -> Report {
-        let task_order: BTreeMap<&str, usize> =
-            tasks.iter().enumerate().map(|(i, t)| (t.id.as_str(), i)).collect();
+        let task_order: BTreeMap<&str, usize> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
         let strategy_order = |s: StrategyKind| config.strategies.iter().position(|&k| k == s);
         samples.sort_by_key(|r| {
             (
@@ -304,7 +310,10 @@ pub fn recommend(strategies: &[StrategySummary]) -> Vec<String> {
         return out;
     }
     let best_rate = strategies.iter().map(|s| s.pass.rate).fold(0.0, f64::max);
-    let leaders: Vec<&StrategySummary> = strategies.iter().filter(|s| s.pass.rate == best_rate).collect();
+    let leaders: Vec<&StrategySummary> = strategies
+        .iter()
+        .filter(|s| s.pass.rate == best_rate)
+        .collect();
     let names: Vec<&str> = leaders.iter().map(|s| s.strategy.as_str()).collect();
     let lead = leaders[0];
     out.push(format!(
@@ -319,7 +328,11 @@ pub fn recommend(strategies: &[StrategySummary]) -> Vec<String> {
     if let Some(efficient) = strategies
         .iter()
         .filter(|s| s.passes_per_1k_tokens.is_some_and(|v| v > 0.0))
-        .max_by(|a, b| a.passes_per_1k_tokens.partial_cmp(&b.passes_per_1k_tokens).unwrap_or(std::cmp::Ordering::Equal))
+        .max_by(|a, b| {
+            a.passes_per_1k_tokens
+                .partial_cmp(&b.passes_per_1k_tokens)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
     {
         out.push(format!(
             "Most passes per 1,000 tokens: {} ({:.2}).",
@@ -327,7 +340,10 @@ pub fn recommend(strategies: &[StrategySummary]) -> Vec<String> {
             efficient.passes_per_1k_tokens.unwrap_or_default()
         ));
     }
-    match strategies.iter().find(|s| s.strategy == StrategyKind::Baseline) {
+    match strategies
+        .iter()
+        .find(|s| s.strategy == StrategyKind::Baseline)
+    {
         Some(base) => {
             let winners: Vec<&StrategySummary> = strategies
                 .iter()
@@ -364,13 +380,23 @@ mod tests {
     use super::*;
     use crate::eval::tasks::{TaskSet, builtin};
 
-    fn record(task: &str, strategy: StrategyKind, sample: u32, pass: bool, tokens: u64) -> SampleRecord {
+    fn record(
+        task: &str,
+        strategy: StrategyKind,
+        sample: u32,
+        pass: bool,
+        tokens: u64,
+    ) -> SampleRecord {
         SampleRecord {
             task_id: task.into(),
             strategy,
             sample,
             seed: 0,
-            verdict: if pass { Verdict::Pass } else { Verdict::CompileError },
+            verdict: if pass {
+                Verdict::Pass
+            } else {
+                Verdict::CompileError
+            },
             detail: (!pass).then(|| "error[E0308]: mismatched types".into()),
             code_hash: None,
             answer: String::new(),
@@ -403,12 +429,19 @@ mod tests {
             record("prime_check", StrategyKind::Reread, 0, true, 200),
             record("prime_check", StrategyKind::Reread, 1, true, 200),
         ];
-        let backend = BackendInfo { kind: "scripted".into(), model: "m".into(), reason: "test".into() };
+        let backend = BackendInfo {
+            kind: "scripted".into(),
+            model: "m".into(),
+            reason: "test".into(),
+        };
         let report = Report::build(backend, config, &tasks, "none".into(), samples);
         let base = &report.strategies[0];
         assert_eq!((base.pass.successes, base.pass.trials), (1, 4));
         // pass@1: mean of 1/2 and 0/2; pass@2: mean of 1 and 0.
-        assert_eq!(base.pass_at_k, vec![PassAtK { k: 1, value: 0.25 }, PassAtK { k: 2, value: 0.5 }]);
+        assert_eq!(
+            base.pass_at_k,
+            vec![PassAtK { k: 1, value: 0.25 }, PassAtK { k: 2, value: 0.5 }]
+        );
         assert_eq!(base.latency_p50_ms, Some(150.0));
         assert_eq!(base.mean_total_tokens, Some(100.0));
         assert_eq!(base.passes_per_1k_tokens, Some(2.5));
@@ -418,14 +451,26 @@ mod tests {
         assert_eq!(reread.wall_vs_baseline, Some(1.0));
         assert_eq!(reread.pass.successes, 4);
         // Samples come back ordered by strategy, task, sample.
-        let order: Vec<_> = report.samples.iter().map(|r| (r.strategy, r.task_id.as_str(), r.sample)).collect();
+        let order: Vec<_> = report
+            .samples
+            .iter()
+            .map(|r| (r.strategy, r.task_id.as_str(), r.sample))
+            .collect();
         assert_eq!(order[4], (StrategyKind::Reread, "prime_check", 0));
         assert_eq!(order[7], (StrategyKind::Reread, "fibonacci", 1));
         let cell = &report.cells[1];
         assert_eq!(cell.task_id, "fibonacci");
-        assert_eq!(cell.typical_failure.as_deref(), Some("compile_error: error[E0308]: mismatched types"));
+        assert_eq!(
+            cell.typical_failure.as_deref(),
+            Some("compile_error: error[E0308]: mismatched types")
+        );
         assert!(report.recommendations[0].starts_with("Highest pass rate: reread at 100% (4/4"));
-        assert!(report.recommendations.iter().any(|r| r.starts_with("No strategy beat baseline")));
+        assert!(
+            report
+                .recommendations
+                .iter()
+                .any(|r| r.starts_with("No strategy beat baseline"))
+        );
     }
 
     #[test]

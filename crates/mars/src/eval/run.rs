@@ -81,7 +81,10 @@ impl StrategyKind {
                         let known: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
                         return Err(Error::InvalidConfig {
                             field: "strategies",
-                            reason: format!("unknown strategy {other:?}; known: seed, all, {}", known.join(", ")),
+                            reason: format!(
+                                "unknown strategy {other:?}; known: seed, all, {}",
+                                known.join(", ")
+                            ),
                         });
                     }
                 },
@@ -389,7 +392,11 @@ async fn run_cell(
                 seed,
                 ..row.clone()
             }),
-            None => Err(empty_record(key, seed, Some("no recorded answer for this sample".into()))),
+            None => Err(empty_record(
+                key,
+                seed,
+                Some("no recorded answer for this sample".into()),
+            )),
         },
         AnswerSource::Model(client) => generate(client, grader, task, config, key, seed).await,
     };
@@ -518,10 +525,20 @@ async fn generate(
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or_default().chars().take(300).collect()
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(300)
+        .collect()
 }
 
-fn record_of(key: SampleKey, seed: u64, outcome: &Outcome, latency: std::time::Duration) -> SampleRecord {
+fn record_of(
+    key: SampleKey,
+    seed: u64,
+    outcome: &Outcome,
+    latency: std::time::Duration,
+) -> SampleRecord {
     let usage = &outcome.usage;
     let distinct: HashSet<&str> = outcome.candidates.iter().map(|c| c.text.as_str()).collect();
     let latency_ms = latency.as_secs_f64() * 1e3;

@@ -23,7 +23,9 @@ async fn grader() -> Grader {
         .get_or_init(|| async {
             let mut config = SandboxConfig::default();
             config.run.wall = Duration::from_secs(3);
-            Sandbox::new(config).await.expect("the sandbox works on this machine")
+            Sandbox::new(config)
+                .await
+                .expect("the sandbox works on this machine")
         })
         .await;
     Grader::new(sandbox.clone())
@@ -47,20 +49,46 @@ const PREDECESSOR_PRIME: &str = "fn is_prime(num: u64) -> bool {\n    if num < 2
 #[tokio::test]
 async fn every_reference_solution_passes_and_known_wrong_ones_fail() {
     let grader = grader().await;
-    for task in builtin(TaskSet::Seed).into_iter().chain(builtin(TaskSet::Ladder)) {
+    for task in builtin(TaskSet::Seed)
+        .into_iter()
+        .chain(builtin(TaskSet::Ladder))
+    {
         let reference = task.reference.clone().unwrap();
-        let grade = grader.grade(&task, &fenced(&reference), Tests::Hidden).await.unwrap();
-        assert_eq!(grade.verdict, Verdict::Pass, "{}: {:?}", task.id, grade.detail);
+        let grade = grader
+            .grade(&task, &fenced(&reference), Tests::Hidden)
+            .await
+            .unwrap();
+        assert_eq!(
+            grade.verdict,
+            Verdict::Pass,
+            "{}: {:?}",
+            task.id,
+            grade.detail
+        );
     }
     let wrong = [
         ("prime_check", PREDECESSOR_PRIME),
-        ("fibonacci", "fn fibonacci(n: u32) -> u64 { if n < 2 { 1 } else { fibonacci(n - 1) + fibonacci(n - 2) } }"),
+        (
+            "fibonacci",
+            "fn fibonacci(n: u32) -> u64 { let (mut a, mut b) = (1u64, 1u64); for _ in 0..n { let t = a + b; a = b; b = t; } a }",
+        ),
         ("is_even", "fn is_even(n: i64) -> bool { n % 2 == 1 }"),
-        ("count_vowels", "fn count_vowels(s: &str) -> usize { s.chars().filter(|c| \"aeiou\".contains(*c)).count() }"),
+        (
+            "count_vowels",
+            "fn count_vowels(s: &str) -> usize { s.chars().filter(|c| \"aeiou\".contains(*c)).count() }",
+        ),
     ];
     for (id, code) in wrong {
-        let grade = grader.grade(&task(id), &fenced(code), Tests::Hidden).await.unwrap();
-        assert_eq!(grade.verdict, Verdict::TestFailure, "{id}: {:?}", grade.detail);
+        let grade = grader
+            .grade(&task(id), &fenced(code), Tests::Hidden)
+            .await
+            .unwrap();
+        assert_eq!(
+            grade.verdict,
+            Verdict::TestFailure,
+            "{id}: {:?}",
+            grade.detail
+        );
         assert!(grade.detail.is_some());
     }
 }
@@ -70,13 +98,37 @@ async fn crafted_answers_get_every_verdict() {
     let grader = grader().await;
     let prime = task("prime_check");
     let cases: &[(&str, Verdict, Option<&str>)] = &[
-        ("I am sorry, I cannot write that function.", Verdict::NoCode, None),
+        (
+            "I am sorry, I cannot write that function.",
+            Verdict::NoCode,
+            None,
+        ),
         ("   ", Verdict::NoCode, None),
-        ("```rust\nfn is_prime(n: u64) -> bool { \"yes\" }\n```", Verdict::CompileError, Some("error")),
-        ("```rust\nfn is_prime(n: u64) -> bool { n == 7 }\n```", Verdict::TestFailure, None),
-        ("```rust\nfn is_prime(n: u64) -> bool { loop {} }\n```", Verdict::Timeout, None),
-        ("```rust\nfn is_prime(n: u64) -> bool { std::process::abort() }\n```", Verdict::Crash, Some("signal")),
-        ("```rust\nfn is_prime(n: u64) -> bool { std::process::exit(3) }\n```", Verdict::Crash, Some("code 3")),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { \"yes\" }\n```",
+            Verdict::CompileError,
+            Some("error"),
+        ),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { n == 7 }\n```",
+            Verdict::TestFailure,
+            None,
+        ),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { loop {} }\n```",
+            Verdict::Timeout,
+            None,
+        ),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { std::process::abort() }\n```",
+            Verdict::Crash,
+            Some("signal"),
+        ),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { std::process::exit(3) }\n```",
+            Verdict::Crash,
+            Some("code 3"),
+        ),
     ];
     for (answer, verdict, detail) in cases {
         let grade = grader.grade(&prime, answer, Tests::Hidden).await.unwrap();
@@ -93,9 +145,19 @@ async fn identical_code_is_graded_once() {
     let grader = grader().await;
     let add = task("add");
     let code = "fn add(a: i32, b: i32) -> i32 { a + b }";
-    let first = grader.grade(&add, &fenced(code), Tests::Hidden).await.unwrap();
+    let first = grader
+        .grade(&add, &fenced(code), Tests::Hidden)
+        .await
+        .unwrap();
     let before = grader.cached();
-    let again = grader.grade(&add, &format!("Sure!\n```\n{code}\n```\nDone."), Tests::Hidden).await.unwrap();
+    let again = grader
+        .grade(
+            &add,
+            &format!("Sure!\n```\n{code}\n```\nDone."),
+            Tests::Hidden,
+        )
+        .await
+        .unwrap();
     assert_eq!(first, again);
     assert_eq!(grader.cached(), before, "same source, no new compilation");
 }
@@ -134,11 +196,19 @@ fn scripted_model(flaky: bool) -> ScriptedClient {
 }
 
 fn config(strategies: Vec<StrategyKind>, samples: u32) -> RunConfig {
-    RunConfig { strategies, samples, ..RunConfig::default() }
+    RunConfig {
+        strategies,
+        samples,
+        ..RunConfig::default()
+    }
 }
 
 fn backend() -> BackendInfo {
-    BackendInfo { kind: "scripted".into(), model: "test".into(), reason: "test".into() }
+    BackendInfo {
+        kind: "scripted".into(),
+        model: "test".into(),
+        reason: "test".into(),
+    }
 }
 
 #[tokio::test]
@@ -148,22 +218,47 @@ async fn the_matrix_grades_every_strategy_over_a_model() {
     let client = scripted_model(false);
     let config = config(StrategyKind::ALL.to_vec(), 2);
     let mut seen = 0;
-    let records = run_matrix(AnswerSource::Model(&client), &grader, &tasks, &config, &HashSet::new(), |_| seen += 1)
-        .await
-        .unwrap();
+    let records = run_matrix(
+        AnswerSource::Model(&client),
+        &grader,
+        &tasks,
+        &config,
+        &HashSet::new(),
+        |_| seen += 1,
+    )
+    .await
+    .unwrap();
     assert_eq!(records.len(), 2 * 5 * 2);
     assert_eq!(seen, records.len());
     for r in &records {
-        let expected = if r.task_id == "prime_check" { Verdict::Pass } else { Verdict::TestFailure };
+        let expected = if r.task_id == "prime_check" {
+            Verdict::Pass
+        } else {
+            Verdict::TestFailure
+        };
         assert_eq!(r.verdict, expected, "{r:?}");
         assert!(r.model_calls >= 1);
         assert!(r.completion_tokens.is_some());
     }
-    let calls = |kind| records.iter().find(|r| r.strategy == kind).unwrap().model_calls;
+    let calls = |kind| {
+        records
+            .iter()
+            .find(|r| r.strategy == kind)
+            .unwrap()
+            .model_calls
+    };
     assert_eq!(calls(StrategyKind::Baseline), 1);
     assert_eq!(calls(StrategyKind::DiverseSampling), 3);
-    assert_eq!(calls(StrategyKind::BestOfN), 6, "3 candidates + 3 judge calls");
-    assert_eq!(calls(StrategyKind::BestOfNVerifier), 3, "a verifier makes no model call");
+    assert_eq!(
+        calls(StrategyKind::BestOfN),
+        6,
+        "3 candidates + 3 judge calls"
+    );
+    assert_eq!(
+        calls(StrategyKind::BestOfNVerifier),
+        3,
+        "a verifier makes no model call"
+    );
     let report = Report::build(backend(), config, &tasks, "test".into(), records);
     assert_eq!(report.strategies[0].pass.successes, 2);
     assert_eq!(report.strategies[0].pass.trials, 4);
@@ -175,15 +270,29 @@ async fn a_backend_failing_on_some_samples_is_recorded_not_fatal() {
     let tasks = builtin(TaskSet::Seed);
     let client = scripted_model(true);
     let config = config(vec![StrategyKind::Baseline], 4);
-    let records = run_matrix(AnswerSource::Model(&client), &grader, &tasks, &config, &HashSet::new(), |_| {})
-        .await
-        .unwrap();
+    let records = run_matrix(
+        AnswerSource::Model(&client),
+        &grader,
+        &tasks,
+        &config,
+        &HashSet::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(records.len(), 8);
-    let failed: Vec<_> = records.iter().filter(|r| r.verdict == Verdict::BackendError).collect();
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.verdict == Verdict::BackendError)
+        .collect();
     let odd = (0..4).filter(|&s| config.sample_seed(s) % 2 == 1).count();
     assert!(odd > 0 && odd < 4, "the seeds exercise both paths");
     assert_eq!(failed.len(), 2 * odd);
-    assert!(failed.iter().all(|r| r.detail.as_deref().is_some_and(|d| d.contains("connection reset"))));
+    assert!(failed.iter().all(|r| {
+        r.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("connection reset"))
+    }));
     assert!(records.iter().any(|r| r.verdict == Verdict::Pass));
 }
 
@@ -191,9 +300,16 @@ fn replay_rows() -> String {
     let prime = task("prime_check").reference.unwrap();
     let mut lines = Vec::new();
     for sample in 0..3u32 {
-        for (task_id, answer) in [("prime_check", fenced(&prime)), ("fibonacci", "no idea".to_owned())] {
+        for (task_id, answer) in [
+            ("prime_check", fenced(&prime)),
+            ("fibonacci", "no idea".to_owned()),
+        ] {
             for strategy in ["baseline", "reread"] {
-                let answer = if strategy == "reread" && sample == 1 { fenced(PREDECESSOR_PRIME) } else { answer.clone() };
+                let answer = if strategy == "reread" && sample == 1 {
+                    fenced(PREDECESSOR_PRIME)
+                } else {
+                    answer.clone()
+                };
                 lines.push(serde_json::json!({
                     "task_id": task_id, "strategy": strategy, "sample": sample, "answer": answer,
                     "latency_ms": 100.0 + f64::from(sample), "prompt_tokens": 50, "completion_tokens": 20,
@@ -209,9 +325,16 @@ async fn replay_report(rows: &HashMap<mars::eval::run::SampleKey, SampleRecord>)
     let grader = grader().await;
     let tasks = builtin(TaskSet::Seed);
     let config = config(vec![StrategyKind::Baseline, StrategyKind::Reread], 3);
-    let records = run_matrix(AnswerSource::Replay(rows), &grader, &tasks, &config, &HashSet::new(), |_| {})
-        .await
-        .unwrap();
+    let records = run_matrix(
+        AnswerSource::Replay(rows),
+        &grader,
+        &tasks,
+        &config,
+        &HashSet::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
     Report::build(backend(), config, &tasks, "test".into(), records)
 }
 
@@ -222,13 +345,32 @@ async fn a_scripted_replay_reproduces_its_report_byte_for_byte() {
     let second = replay_report(&rows).await;
     let json = |r: &Report| serde_json::to_string_pretty(r).unwrap();
     assert_eq!(json(&first), json(&second));
-    assert_eq!(render::markdown(&first, Some("plot.svg")), render::markdown(&second, Some("plot.svg")));
+    assert_eq!(
+        render::markdown(&first, Some("plot.svg")),
+        render::markdown(&second, Some("plot.svg"))
+    );
     assert_eq!(render::svg(&first), render::svg(&second));
     let base = &first.strategies[0];
     assert_eq!((base.pass.successes, base.pass.trials), (3, 6));
     let reread = &first.strategies[1];
     assert_eq!((reread.pass.successes, reread.pass.trials), (2, 6));
-    assert_eq!(first.samples.iter().filter(|r| r.verdict == Verdict::NoCode).count(), 6);
+    // Fibonacci answers are prose, except reread's sample 1 (a prime function: no fibonacci).
+    assert_eq!(
+        first
+            .samples
+            .iter()
+            .filter(|r| r.verdict == Verdict::NoCode)
+            .count(),
+        5
+    );
+    assert_eq!(
+        first
+            .samples
+            .iter()
+            .filter(|r| r.verdict == Verdict::CompileError)
+            .count(),
+        1
+    );
     assert_eq!(base.latency_p50_ms, Some(101.0));
 }
 
@@ -255,15 +397,29 @@ async fn resume_after_a_killed_run_gives_the_same_report() {
     let (mut journal, previous) = Journal::open(&path, true).unwrap();
     assert_eq!(previous, first_five);
     let done: HashSet<_> = previous.iter().map(SampleRecord::key).collect();
-    let fresh = run_matrix(AnswerSource::Replay(&rows), &grader, &tasks, &config, &done, |r| journal.append(r).unwrap())
-        .await
-        .unwrap();
+    let fresh = run_matrix(
+        AnswerSource::Replay(&rows),
+        &grader,
+        &tasks,
+        &config,
+        &done,
+        |r| journal.append(r).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_eq!(fresh.len(), full.samples.len() - 5);
     let mut all = previous;
     all.extend(fresh);
     let resumed = Report::build(backend(), config, &tasks, "test".into(), all);
-    assert_eq!(serde_json::to_string(&resumed).unwrap(), serde_json::to_string(&full).unwrap());
+    assert_eq!(
+        serde_json::to_string(&resumed).unwrap(),
+        serde_json::to_string(&full).unwrap()
+    );
     let lines = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(lines.lines().count(), full.samples.len(), "the journal holds every sample once");
+    assert_eq!(
+        lines.lines().count(),
+        full.samples.len(),
+        "the journal holds every sample once"
+    );
     std::fs::remove_file(&path).unwrap();
 }

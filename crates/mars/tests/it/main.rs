@@ -4,8 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod conformance;
+mod eval;
 mod ollama;
 mod openai;
+mod sandbox;
 mod server;
 mod strategies;
-mod eval;

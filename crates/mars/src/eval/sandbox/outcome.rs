@@ -29,6 +29,30 @@ impl Isolation {
     }
 }
 
+/// In words for reports: `complete (...)` or `partial (...)`, naming what was missing.
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts = [
+            (self.network, "network namespace"),
+            (self.pid, "PID namespace"),
+            (self.filesystem, "read-only filesystem with private /tmp"),
+            (self.unprivileged, "unprivileged uid"),
+            (self.process_cap, "process cap"),
+        ];
+        let have: Vec<&str> = parts.iter().filter(|p| p.0).map(|p| p.1).collect();
+        let missing: Vec<&str> = parts.iter().filter(|p| !p.0).map(|p| p.1).collect();
+        if missing.is_empty() {
+            write!(f, "complete ({})", have.join(", "))
+        } else {
+            write!(f, "partial (without {}", missing.join(", "))?;
+            if !have.is_empty() {
+                write!(f, "; with {}", have.join(", "))?;
+            }
+            f.write_str("; rlimits and wall-clock kill always)")
+        }
+    }
+}
+
 /// How a step's main process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Termination {
@@ -112,5 +136,43 @@ impl TestOutcome {
     /// Compiled, and every test passed within the limits.
     pub fn passed(&self) -> bool {
         self.run.as_ref().is_some_and(Execution::success)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isolation_in_words_names_what_is_missing() {
+        let complete = Isolation {
+            network: true,
+            pid: true,
+            filesystem: true,
+            unprivileged: true,
+            process_cap: true,
+        };
+        assert!(complete.is_complete());
+        assert!(
+            complete
+                .to_string()
+                .starts_with("complete (network namespace")
+        );
+        let uid_only = Isolation {
+            unprivileged: true,
+            process_cap: true,
+            ..Isolation::default()
+        };
+        assert!(!uid_only.is_complete());
+        assert_eq!(
+            uid_only.to_string(),
+            "partial (without network namespace, PID namespace, read-only filesystem with \
+             private /tmp; with unprivileged uid, process cap; rlimits and wall-clock kill always)"
+        );
+        assert!(
+            Isolation::default()
+                .to_string()
+                .starts_with("partial (without network")
+        );
     }
 }

@@ -154,6 +154,78 @@ pub enum Error {
         message: String,
     },
 
+    /// A model call made by a strategy failed (under the default
+    /// [`FailurePolicy::Fail`](crate::strategies::FailurePolicy::Fail)).
+    #[error("{strategy}: {call} failed: {source}")]
+    StrategyCall {
+        /// The strategy's name, e.g. `best_of_n`.
+        strategy: &'static str,
+        /// Which call, e.g. `candidate 2 of 5` or `judge call for candidate 1`.
+        call: String,
+        /// The inner call's error.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// Every candidate of a strategy failed (under
+    /// [`FailurePolicy::Drop`](crate::strategies::FailurePolicy::Drop)).
+    #[error("{strategy}: all {candidates} candidate(s) failed; the first: {first_error}")]
+    AllCandidatesFailed {
+        /// The strategy's name.
+        strategy: &'static str,
+        /// How many candidates were requested.
+        candidates: usize,
+        /// The first failed call and its error, as displayed.
+        first_error: String,
+    },
+
+    /// Reading or writing a file failed.
+    #[error("could not {action} {path}: {source}")]
+    Io {
+        /// What was being done, e.g. `append to`.
+        action: &'static str,
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The sandbox for untrusted code cannot work on this host (not Linux, a required tool
+    /// such as `prlimit` is missing, no Rust toolchain was found).
+    #[error("sandbox unavailable: {reason}")]
+    SandboxUnavailable {
+        /// What is missing.
+        reason: String,
+    },
+
+    /// An operating-system action of the sandbox failed.
+    #[error("sandbox could not {action}: {source}")]
+    SandboxIo {
+        /// What the sandbox was doing, e.g. `spawn prlimit`.
+        action: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The sandbox could not prepare or use a jail (its setup script failed, or a step was
+    /// asked for out of order).
+    #[error("sandbox setup failed: {detail}")]
+    SandboxSetup {
+        /// What went wrong, with the setup script's error output where there was one.
+        detail: String,
+    },
+
+    /// Processes of a sandboxed step survived every attempt to kill them.
+    #[error("{survivors} sandboxed process(es) of {owner} survived repeated SIGKILL")]
+    SandboxLeak {
+        /// Whose processes: `uid N` or `process group N`.
+        owner: String,
+        /// How many were still alive at the last look.
+        survivors: usize,
+    },
+
     /// No model file could be found or fetched.
     #[error(
         "model unavailable ({step}): {detail}; set MARS_MODEL (or pass a model path) to a GGUF file"

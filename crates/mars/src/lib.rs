@@ -4,6 +4,9 @@
 //! answer as text deltas followed by exactly one terminal event carrying the finish reason and
 //! the measured [`Usage`]. Backends implement it:
 //!
+//! - [`OllamaClient`], Ollama's native chat API (NDJSON);
+//! - [`OpenAiClient`], any OpenAI-compatible server (SSE): llama.cpp's `llama-server`, vLLM,
+//!   LM Studio, Ollama's `/v1`, OpenAI;
 //! - [`ScriptedClient`], a fake that replays scripted turns and records requests (tests, docs).
 //!
 //! ```
@@ -19,12 +22,27 @@
 
 pub mod backends;
 pub mod client;
+pub mod code;
 pub mod error;
+pub mod eval;
+pub mod strategies;
 
+pub use backends::http::HttpOptions;
+pub use backends::ollama::{OllamaClient, OllamaConfig};
+pub use backends::openai::{OpenAiClient, OpenAiConfig};
 pub use backends::scripted::{ScriptedClient, Turn};
 pub use client::{
-    BatchRequest, ChatRequest, Completion, EventStream, Finish, FinishReason, Message,
-    ModelClient, ModelClientExt, Role, SamplingOptions, StreamEvent, Usage, collect_completion,
+    BatchRequest, ChatRequest, Completion, EventStream, Finish, FinishReason, Message, ModelClient,
+    ModelClientExt, Role, SamplingOptions, StreamEvent, Usage, collect_completion,
     complete_concurrently,
 };
 pub use error::{Error, Result, TimeoutPhase};
+pub use strategies::{
+    Baseline, BestOfN, BestOfNConfig, DiverseSampling, DiverseSamplingConfig, Outcome, ReRead,
+    ReReadConfig, Strategy,
+};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,363 @@
+//! The comprehensive benchmark: every strategy on every task, graded by compiling the model's
+//! code and running hidden tests in a sandbox. This binary only parses arguments, builds the
+//! clients and prints; the logic lives in `mars::eval`.
+//!
+//! `cargo run --example comprehensive_benchmark --release -- --help`
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use mars::eval::grade::Grader;
+use mars::eval::journal::Journal;
+use mars::eval::render;
+use mars::eval::report::{BackendInfo, Report};
+use mars::eval::run::{
+    AnswerSource, RunConfig, SampleRecord, StrategyKind, parse_replay, run_matrix,
+};
+use mars::eval::sandbox::{Sandbox, SandboxConfig};
+use mars::eval::tasks::{Task, TaskSet, builtin, load_jsonl};
+use mars::{HttpOptions, ModelClient, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig};
+use mars_llama::{LlamaConfig, LlamaEngine};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// Ollama when it answers and has the model, else the embedded engine.
+    Auto,
+    /// llama.cpp in process with the default (or given) GGUF.
+    Embedded,
+    /// An Ollama server (OLLAMA_HOST, default localhost:11434).
+    Ollama,
+    /// An OpenAI-compatible server (--openai-url, or OPENAI_BASE_URL / OPENAI_API_KEY).
+    Openai,
+    /// Replays recorded answers from --answers FILE (JSONL), regrading them.
+    Scripted,
+}
+
+/// Benchmark inference-time strategies on Rust coding tasks, with real grading.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Which backend answers.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    backend: Backend,
+    /// Model name for Ollama or an OpenAI-compatible server.
+    #[arg(long, default_value = "tinyllama")]
+    model: String,
+    /// GGUF file for the embedded engine (else MARS_MODEL, the cache, or a first-use fetch).
+    #[arg(long)]
+    model_path: Option<PathBuf>,
+    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.
+    #[arg(long)]
+    openai_url: Option<String>,
+    /// Recorded answers for --backend scripted (the format of --jsonl).
+    #[arg(long)]
+    answers: Option<PathBuf>,
+    /// `seed`, `ladder`, `all`, or a HumanEval-Rust JSONL file.
+    #[arg(long, default_value = "seed")]
+    tasks: String,
+    /// Comma-separated: baseline, reread, diverse_sampling, best_of_n, best_of_n_verifier, or
+    /// the groups `seed` and `all`.
+    #[arg(long, default_value = "seed")]
+    strategies: String,
+    /// Samples per (task, strategy).
+    #[arg(long, default_value_t = RunConfig::default().samples)]
+    samples: u32,
+    /// Every sample's seed derives from this one.
+    #[arg(long, default_value_t = RunConfig::default().seed)]
+    seed: u64,
+    /// Token limit of every generation.
+    #[arg(long, default_value_t = RunConfig::default().max_tokens)]
+    max_tokens: u32,
+    /// Sampling temperature of single-call strategies and best-of-n candidates.
+    #[arg(long, default_value_t = RunConfig::default().temperature)]
+    temperature: f32,
+    /// Candidates drawn by diverse_sampling and best_of_n.
+    #[arg(long, default_value_t = RunConfig::default().candidates)]
+    candidates: usize,
+    /// Samples generated and graded at once.
+    #[arg(long, default_value_t = RunConfig::default().concurrency)]
+    concurrency: usize,
+    /// Seconds the compiler may take per answer.
+    #[arg(long, default_value_t = 10.0)]
+    compile_timeout: f64,
+    /// Seconds the tests may take per answer.
+    #[arg(long, default_value_t = 5.0)]
+    run_timeout: f64,
+    /// Address-space limit of the test binary, MiB.
+    #[arg(long, default_value_t = 1024)]
+    memory_mb: u64,
+    /// Write the full report as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write one line per graded sample, as it happens.
+    #[arg(long)]
+    jsonl: Option<PathBuf>,
+    /// Skip the samples already in the --jsonl file.
+    #[arg(long, requires = "jsonl")]
+    resume: bool,
+    /// Write the report as Markdown.
+    #[arg(long)]
+    markdown: Option<PathBuf>,
+    /// Write a plot of pass rate against tokens as SVG.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn load_tasks(spec: &str) -> mars::Result<Vec<Task>> {
+    Ok(match spec {
+        "seed" => builtin(TaskSet::Seed),
+        "ladder" => builtin(TaskSet::Ladder),
+        "all" => builtin(TaskSet::Seed)
+            .into_iter()
+            .chain(builtin(TaskSet::Ladder))
+            .collect(),
+        path => load_jsonl(Path::new(path))?,
+    })
+}
+
+/// Probes Ollama quickly; `Ok` when it answers and has the model.
+async fn ollama_ready(model: &str) -> Result<OllamaClient, String> {
+    let http = HttpOptions {
+        connect_timeout: Duration::from_secs(1),
+        first_byte_timeout: Duration::from_secs(2),
+        max_retries: 0,
+        ..HttpOptions::default()
+    };
+    let client = OllamaClient::new(OllamaConfig {
+        http,
+        ..OllamaConfig::from_env(model)
+    })
+    .map_err(|e| e.to_string())?;
+    let url = client.config().base_url.clone();
+    client
+        .version()
+        .await
+        .map_err(|e| format!("Ollama not reachable at {url} ({e})"))?;
+    let models = client.list_models().await.map_err(|e| e.to_string())?;
+    let wanted = if model.contains(':') {
+        model.to_owned()
+    } else {
+        format!("{model}:latest")
+    };
+    if !models.iter().any(|m| m.name == model || m.name == wanted) {
+        return Err(format!(
+            "Ollama at {url} does not have {model} (run `ollama pull {model}`)"
+        ));
+    }
+    // A long first-byte timeout again for real generations (the model may need loading).
+    OllamaClient::from_env(model).map_err(|e| e.to_string())
+}
+
+fn embedded(args: &Args, reason: String) -> mars::Result<(Box<dyn ModelClient>, BackendInfo)> {
+    let path =
+        mars_llama::model::resolve_model_with_notice(args.model_path.as_deref(), &mut |n| {
+            eprintln!("{n}")
+        })?;
+    let started = Instant::now();
+    let engine = LlamaEngine::load(LlamaConfig::new(&path))?;
+    let info = BackendInfo {
+        kind: "embedded".into(),
+        model: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        reason: format!(
+            "{reason}; llama.cpp in process, {} threads, loaded in {:.1} s",
+            engine.threads(),
+            started.elapsed().as_secs_f64()
+        ),
+    };
+    Ok((Box::new(engine), info))
+}
+
+async fn build_backend(args: &Args) -> mars::Result<(Option<Box<dyn ModelClient>>, BackendInfo)> {
+    let remote = |kind: &str, model: &str, reason: String| BackendInfo {
+        kind: kind.into(),
+        model: model.into(),
+        reason,
+    };
+    match args.backend {
+        Backend::Scripted => Ok((
+            None,
+            remote("scripted", "recorded answers", "--backend scripted".into()),
+        )),
+        Backend::Embedded => embedded(args, "--backend embedded".into()).map(|(c, i)| (Some(c), i)),
+        Backend::Ollama => {
+            let client = OllamaClient::from_env(&args.model)?;
+            let reason = format!("--backend ollama at {}", client.config().base_url);
+            Ok((
+                Some(Box::new(client)),
+                remote("ollama", &args.model, reason),
+            ))
+        }
+        Backend::Openai => {
+            let config = match &args.openai_url {
+                Some(url) => OpenAiConfig {
+                    api_key: std::env::var("OPENAI_API_KEY").ok(),
+                    ..OpenAiConfig::new(url, &args.model)
+                },
+                None => OpenAiConfig::from_env(&args.model),
+            };
+            let reason = format!("--backend openai at {}", config.base_url);
+            Ok((
+                Some(Box::new(OpenAiClient::new(config)?)),
+                remote("openai", &args.model, reason),
+            ))
+        }
+        Backend::Auto => match ollama_ready(&args.model).await {
+            Ok(client) => {
+                let reason = format!(
+                    "auto: Ollama answers at {} and has {}",
+                    client.config().base_url,
+                    args.model
+                );
+                Ok((
+                    Some(Box::new(client)),
+                    remote("ollama", &args.model, reason),
+                ))
+            }
+            Err(why) => embedded(args, format!("auto: {why}")).map(|(c, i)| (Some(c), i)),
+        },
+    }
+}
+
+fn write_file(path: &Path, contents: &str) {
+    if let Err(err) = std::fs::write(path, contents) {
+        eprintln!("could not write {}: {err}", path.display());
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: the benchmark could not start: {err}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let tasks = load_tasks(&args.tasks)?;
+    let config = RunConfig {
+        strategies: StrategyKind::parse_list(&args.strategies)?,
+        samples: args.samples,
+        seed: args.seed,
+        max_tokens: args.max_tokens,
+        temperature: args.temperature,
+        candidates: args.candidates,
+        concurrency: args.concurrency,
+        ..RunConfig::default()
+    };
+    config.validate()?;
+    let replay = match (&args.backend, &args.answers) {
+        (Backend::Scripted, Some(path)) => Some(parse_replay(&std::fs::read_to_string(path)?)?),
+        (Backend::Scripted, None) => return Err("--backend scripted needs --answers FILE".into()),
+        _ => None,
+    };
+    let (client, backend) = build_backend(&args).await?;
+    println!(
+        "backend: {} ({}): {}",
+        backend.kind, backend.model, backend.reason
+    );
+    let mut sandbox_config = SandboxConfig::default();
+    sandbox_config.compile.wall = Duration::from_secs_f64(args.compile_timeout);
+    sandbox_config.run.wall = Duration::from_secs_f64(args.run_timeout);
+    sandbox_config.run.address_space = args.memory_mb * 1024 * 1024;
+    let sandbox = Sandbox::new(sandbox_config).await?;
+    let isolation = format!("{:?}", sandbox.isolation());
+    let grader = Grader::new(sandbox);
+    let strategy_names: Vec<&str> = config.strategies.iter().map(|s| s.as_str()).collect();
+    println!(
+        "tasks: {} ({}); strategies: {}; samples: {}; max tokens: {}; candidates: {}; seed: {}",
+        args.tasks,
+        tasks.len(),
+        strategy_names.join(", "),
+        config.samples,
+        config.max_tokens,
+        config.candidates,
+        config.seed
+    );
+
+    let (mut jsonl, previous) = match &args.jsonl {
+        Some(path) => {
+            let (journal, previous) = Journal::open(path, args.resume)?;
+            (Some(journal), previous)
+        }
+        None => (None, Vec::new()),
+    };
+    let done: HashSet<_> = previous.iter().map(SampleRecord::key).collect();
+    let total = mars::eval::run::cells(&tasks, &config).len() as u64;
+    let progress = if args.quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    progress.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} samples, {elapsed} elapsed, ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    progress.set_position(done.len() as u64);
+    let started = Instant::now();
+    let source = match (&client, &replay) {
+        (Some(client), _) => AnswerSource::Model(client.as_ref()),
+        (None, Some(rows)) => AnswerSource::Replay(rows),
+        (None, None) => return Err("no answer source".into()),
+    };
+    let fresh = run_matrix(source, &grader, &tasks, &config, &done, |record| {
+        if let Some(Err(err)) = jsonl.as_mut().map(|j| j.append(record)) {
+            eprintln!("{err}");
+        }
+        progress.set_message(format!(
+            "{} {} #{}: {}",
+            record.task_id,
+            record.strategy.as_str(),
+            record.sample,
+            record.verdict.as_str()
+        ));
+        progress.inc(1);
+    })
+    .await?;
+    progress.finish_and_clear();
+    let elapsed = started.elapsed();
+    let mut samples = previous;
+    samples.extend(fresh);
+    let report = Report::build(backend, config, &tasks, isolation, samples);
+    println!();
+    print!("{}", render::text(&report));
+    println!(
+        "\n{} samples in {:.1} s wall ({} distinct programs compiled)",
+        report.samples.len(),
+        elapsed.as_secs_f64(),
+        grader.cached()
+    );
+    if let Some(path) = &args.json {
+        write_file(path, &(serde_json::to_string_pretty(&report)? + "\n"));
+    }
+    if let Some(path) = &args.svg {
+        write_file(path, &render::svg(&report));
+    }
+    if let Some(path) = &args.markdown {
+        let plot = args
+            .svg
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned());
+        write_file(path, &render::markdown(&report, plot.as_deref()));
+    }
+    Ok(())
+}

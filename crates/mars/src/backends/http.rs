@@ -1,0 +1,294 @@
+//! The HTTP transport shared by the Ollama and OpenAI-compatible clients: timeouts, retries
+//! before the first byte, and the driver that turns a response body into an [`EventStream`].
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+
+use crate::client::{EventStream, Finish, StreamEvent};
+use crate::error::{Error, Result, TimeoutPhase, truncate_for_error};
+
+/// Timeouts and retries of an HTTP client.
+///
+/// Retries happen only before the first byte of a successful response: on a refused or failed
+/// connection, and on HTTP 429 or 503. Once a response has started, nothing is retried, so no
+/// answer is ever generated twice or spliced from two attempts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpOptions {
+    /// Longest wait to establish a TCP connection.
+    pub connect_timeout: Duration,
+    /// Longest wait from sending the request to the response head (a server loading a model
+    /// can take a while).
+    pub first_byte_timeout: Duration,
+    /// Longest gap between two chunks of a response body.
+    pub idle_timeout: Duration,
+    /// How many times a request is retried before its first byte (0 = never).
+    pub max_retries: u32,
+    /// Wait before the first retry; doubled for each further retry.
+    pub initial_backoff: Duration,
+    /// Cap on the wait between retries, also applied to a server's `Retry-After`.
+    pub max_backoff: Duration,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(120),
+            max_retries: 3,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+impl HttpOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("connect_timeout", self.connect_timeout),
+            ("first_byte_timeout", self.first_byte_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(Error::InvalidConfig {
+                    field,
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn backoff(&self, retry: u32) -> Duration {
+        let factor = 2u32.saturating_pow(retry.saturating_sub(1));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// Largest error body kept in [`Error::Http`].
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A `reqwest::Client` with the options above.
+#[derive(Debug, Clone)]
+pub(crate) struct Transport {
+    client: reqwest::Client,
+    options: HttpOptions,
+}
+
+impl Transport {
+    pub(crate) fn new(options: HttpOptions) -> Result<Self> {
+        options.validate()?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .build()
+            .map_err(|err| Error::InvalidConfig {
+                field: "http",
+                reason: format!("could not build the HTTP client: {err}"),
+            })?;
+        Ok(Transport { client, options })
+    }
+
+    pub(crate) fn options(&self) -> &HttpOptions {
+        &self.options
+    }
+
+    /// Sends the request that `make` builds, retrying before the first byte as
+    /// [`HttpOptions`] describes, and returns a response with a success status.
+    pub(crate) async fn send(
+        &self,
+        url: &str,
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let retries_left = attempt <= self.options.max_retries;
+            let sent =
+                tokio::time::timeout(self.options.first_byte_timeout, make(&self.client).send())
+                    .await;
+            let response = match sent {
+                Err(_) => {
+                    return Err(Error::Timeout {
+                        phase: TimeoutPhase::FirstByte,
+                        after: self.options.first_byte_timeout,
+                        url: url.to_owned(),
+                    });
+                }
+                Ok(Err(err)) if err.is_connect() && err.is_timeout() => {
+                    return Err(Error::Timeout {
+                        phase: TimeoutPhase::Connect,
+                        after: self.options.connect_timeout,
+                        url: url.to_owned(),
+                    });
+                }
+                Ok(Err(err)) => {
+                    if err.is_connect() && retries_left {
+                        let wait = self.options.backoff(attempt);
+                        tracing::debug!(%url, attempt, ?wait, error = %err, "connection failed; retrying");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    return Err(Error::Connect {
+                        url: url.to_owned(),
+                        attempts: attempt,
+                        source: Box::new(err),
+                    });
+                }
+                Ok(Ok(response)) => response,
+            };
+            let status = response.status();
+            if status.is_success() {
+                return Ok(response);
+            }
+            let retryable = status.as_u16() == 429 || status.as_u16() == 503;
+            if retryable && retries_left {
+                let wait = retry_after(&response)
+                    .unwrap_or_else(|| self.options.backoff(attempt))
+                    .min(self.options.max_backoff);
+                tracing::debug!(%url, attempt, status = status.as_u16(), ?wait, "server busy; retrying");
+                drop(response);
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let body = self.read_error_body(response).await;
+            return Err(Error::Http {
+                status: status.as_u16(),
+                body,
+                url: url.to_owned(),
+            });
+        }
+    }
+
+    async fn read_error_body(&self, response: reqwest::Response) -> String {
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Ok(Some(Ok(chunk))) =
+            tokio::time::timeout(self.options.idle_timeout, chunks.next()).await
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_ERROR_BODY {
+                break;
+            }
+        }
+        truncate_for_error(String::from_utf8_lossy(&body).trim(), MAX_ERROR_BODY)
+    }
+}
+
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// Turns raw body chunks into stream events for one wire format.
+pub(crate) trait WireDecoder: Send {
+    /// Decodes what `chunk` completes, appending events to `out`.
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<()>;
+    /// Decodes whatever is left at the end of the body.
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<()>;
+}
+
+/// Sends a request and streams the decoded answer, filling in the client-side timings of the
+/// terminal event. Dropping the stream drops the response, which closes the connection.
+pub(crate) fn event_stream<'a, D, F, M>(
+    transport: &'a Transport,
+    url: String,
+    make: F,
+    mut decoder: D,
+    map_error: M,
+) -> EventStream<'a>
+where
+    D: WireDecoder + 'a,
+    F: Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + 'a,
+    M: Fn(Error) -> Error + Send + 'a,
+{
+    async_stream::stream! {
+        let started = Instant::now();
+        let response = match transport.send(&url, make).await {
+            Ok(response) => response,
+            Err(err) => {
+                yield Err(map_error(err));
+                return;
+            }
+        };
+        let idle = transport.options().idle_timeout;
+        let mut body = response.bytes_stream();
+        let mut events = Vec::new();
+        let mut first_token = None;
+        let mut text_bytes = 0usize;
+        loop {
+            let next = match tokio::time::timeout(idle, body.next()).await {
+                Err(_) => Err(Error::Timeout { phase: TimeoutPhase::Idle, after: idle, url: url.clone() }),
+                Ok(Some(Err(err))) => Err(Error::Transport { url: url.clone(), source: Box::new(err) }),
+                Ok(Some(Ok(chunk))) => decoder.feed(&chunk, &mut events).map(|()| true),
+                Ok(None) => decoder.finish(&mut events).map(|()| false),
+            };
+            for event in events.drain(..) {
+                match event {
+                    StreamEvent::Delta(text) => {
+                        if text.is_empty() {
+                            continue;
+                        }
+                        first_token.get_or_insert_with(|| started.elapsed());
+                        text_bytes += text.len();
+                        yield Ok(StreamEvent::Delta(text));
+                    }
+                    StreamEvent::Done(Finish { reason, mut usage }) => {
+                        usage.time_to_first_token = first_token;
+                        usage.total_time = started.elapsed();
+                        usage.model_calls = 1;
+                        yield Ok(StreamEvent::Done(Finish { reason, usage }));
+                        return;
+                    }
+                }
+            }
+            // Events decoded before a failure in the same chunk are delivered first.
+            match next {
+                Ok(true) => {}
+                Ok(false) => {
+                    yield Err(Error::Truncated { text_bytes });
+                    return;
+                }
+                Err(err) => {
+                    yield Err(err);
+                    return;
+                }
+            }
+        }
+    }
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let options = HttpOptions {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(350),
+            ..HttpOptions::default()
+        };
+        let waits: Vec<_> = (1..=4).map(|r| options.backoff(r).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 350, 350]);
+    }
+
+    #[test]
+    fn zero_timeouts_are_rejected() {
+        let options = HttpOptions {
+            idle_timeout: Duration::ZERO,
+            ..HttpOptions::default()
+        };
+        assert!(matches!(
+            options.validate(),
+            Err(Error::InvalidConfig {
+                field: "idle_timeout",
+                ..
+            })
+        ));
+    }
+}

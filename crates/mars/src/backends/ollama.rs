@@ -1,0 +1,502 @@
+//! `OllamaClient`: Ollama's native chat API (`POST /api/chat`, streamed NDJSON).
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::backends::framing::LineDecoder;
+use crate::backends::http::{HttpOptions, Transport, WireDecoder, event_stream};
+use crate::client::{
+    ChatRequest, EventStream, Finish, FinishReason, ModelClient, SamplingOptions, StreamEvent,
+    Usage,
+};
+use crate::error::{Error, Result, truncate_for_error};
+
+/// Where Ollama listens unless told otherwise.
+pub const DEFAULT_OLLAMA_URL: &str = "http://localhost:11434";
+
+/// Configuration of an [`OllamaClient`]. `Default` never reads the environment; see
+/// [`OllamaConfig::from_env`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct OllamaConfig {
+    /// Base URL of the server, e.g. `http://localhost:11434`.
+    pub base_url: String,
+    /// Model name as Ollama knows it, e.g. `tinyllama` or `qwen2.5-coder:1.5b`.
+    pub model: String,
+    /// How long the server keeps the model loaded after the request (Ollama's `keep_alive`,
+    /// e.g. `"5m"`, `"-1"`); `None` leaves the server's default.
+    pub keep_alive: Option<String>,
+    /// Timeouts and retries.
+    pub http: HttpOptions,
+}
+
+impl Default for OllamaConfig {
+    fn default() -> Self {
+        OllamaConfig::new("tinyllama")
+    }
+}
+
+impl OllamaConfig {
+    /// A configuration for `model` on [`DEFAULT_OLLAMA_URL`].
+    pub fn new(model: impl Into<String>) -> Self {
+        OllamaConfig {
+            base_url: DEFAULT_OLLAMA_URL.to_owned(),
+            model: model.into(),
+            keep_alive: None,
+            http: HttpOptions::default(),
+        }
+    }
+
+    /// Like [`OllamaConfig::new`], with the base URL taken from `OLLAMA_HOST` when it is set
+    /// (`host`, `host:port` or a full URL, as the Ollama CLI accepts it).
+    pub fn from_env(model: impl Into<String>) -> Self {
+        let mut config = OllamaConfig::new(model);
+        if let Ok(host) = std::env::var("OLLAMA_HOST")
+            && !host.trim().is_empty()
+        {
+            config.base_url = normalize_ollama_host(&host);
+        }
+        config
+    }
+}
+
+/// Turns an `OLLAMA_HOST` value into a base URL: adds `http://` and port 11434 where missing.
+pub fn normalize_ollama_host(host: &str) -> String {
+    let host = host.trim().trim_end_matches('/');
+    let (scheme, rest) = match host.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("http", host),
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let has_port = match authority.rfind(']') {
+        Some(bracket) => authority[bracket..].contains(':'),
+        None => authority.contains(':'),
+    };
+    let port = if has_port {
+        ""
+    } else if scheme == "https" {
+        ":443"
+    } else {
+        ":11434"
+    };
+    format!("{scheme}://{authority}{port}{path}")
+}
+
+/// A model installed on an Ollama server, as `/api/tags` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OllamaModel {
+    /// The name to request it by, e.g. `tinyllama:latest`.
+    pub name: String,
+    /// Size on disk in bytes, when reported.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Content digest, when reported.
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// A client of Ollama's native chat API.
+///
+/// Sampling options go into Ollama's `options` object (`max_tokens` as `num_predict`). The
+/// response is framed byte by byte (a character split across network chunks survives), every
+/// line is checked for Ollama's `{"error": ...}` record, and a stream that ends without its
+/// `"done": true` line is [`Error::Truncated`]. A missing model is [`Error::ModelNotFound`].
+#[derive(Debug, Clone)]
+pub struct OllamaClient {
+    config: OllamaConfig,
+    transport: Transport,
+}
+
+impl OllamaClient {
+    /// A client with this configuration; rejects a malformed base URL or zero timeouts.
+    pub fn new(config: OllamaConfig) -> Result<Self> {
+        let base = config.base_url.trim_end_matches('/').to_owned();
+        reqwest::Url::parse(&base).map_err(|err| Error::InvalidConfig {
+            field: "base_url",
+            reason: format!("{:?} is not a URL: {err}", config.base_url),
+        })?;
+        if config.model.trim().is_empty() {
+            return Err(Error::InvalidConfig {
+                field: "model",
+                reason: "must not be empty".into(),
+            });
+        }
+        let transport = Transport::new(config.http.clone())?;
+        Ok(OllamaClient {
+            config: OllamaConfig {
+                base_url: base,
+                ..config
+            },
+            transport,
+        })
+    }
+
+    /// A client for `model` at `OLLAMA_HOST` (or the default URL); see
+    /// [`OllamaConfig::from_env`].
+    pub fn from_env(model: impl Into<String>) -> Result<Self> {
+        OllamaClient::new(OllamaConfig::from_env(model))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &OllamaConfig {
+        &self.config
+    }
+
+    /// The server's version (`GET /api/version`): a cheap health check.
+    pub async fn version(&self) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Version {
+            version: String,
+        }
+        let version: Version = self.get_json("/api/version").await?;
+        Ok(version.version)
+    }
+
+    /// The models installed on the server (`GET /api/tags`).
+    pub async fn list_models(&self) -> Result<Vec<OllamaModel>> {
+        #[derive(Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            models: Vec<OllamaModel>,
+        }
+        let tags: Tags = self.get_json("/api/tags").await?;
+        Ok(tags.models)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = format!("{}{path}", self.config.base_url);
+        let response = self.transport.send(&url, |c| c.get(&url)).await?;
+        let bytes = tokio::time::timeout(self.config.http.idle_timeout, response.bytes())
+            .await
+            .map_err(|_| Error::Timeout {
+                phase: crate::error::TimeoutPhase::Idle,
+                after: self.config.http.idle_timeout,
+                url: url.clone(),
+            })?
+            .map_err(|err| Error::Transport {
+                url: url.clone(),
+                source: Box::new(err),
+            })?;
+        serde_json::from_slice(&bytes).map_err(|err| Error::Decode {
+            line_number: 1,
+            line: truncate_for_error(&String::from_utf8_lossy(&bytes), 512),
+            reason: err.to_string(),
+        })
+    }
+
+    /// The JSON body sent for `request`.
+    pub fn request_body(&self, request: &ChatRequest) -> Value {
+        let mut messages = Vec::with_capacity(request.messages.len() + 1);
+        if let Some(system) = &request.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        for message in &request.messages {
+            messages.push(json!({"role": message.role.as_str(), "content": message.content}));
+        }
+        let mut body = json!({
+            "model": self.config.model,
+            "messages": messages,
+            "stream": true,
+        });
+        let options = ollama_options(&request.options);
+        if !options.is_empty() {
+            body["options"] = Value::Object(options);
+        }
+        if let Some(keep_alive) = &self.config.keep_alive {
+            body["keep_alive"] = json!(keep_alive);
+        }
+        body
+    }
+}
+
+/// Maps provider-neutral options to Ollama's `options` object.
+fn ollama_options(options: &SamplingOptions) -> Map<String, Value> {
+    let mut map = Map::new();
+    if let Some(t) = options.temperature {
+        map.insert("temperature".into(), json!(t));
+    }
+    if let Some(p) = options.top_p {
+        map.insert("top_p".into(), json!(p));
+    }
+    if let Some(k) = options.top_k {
+        map.insert("top_k".into(), json!(k));
+    }
+    if let Some(seed) = options.seed {
+        map.insert("seed".into(), json!(seed));
+    }
+    if let Some(n) = options.max_tokens {
+        map.insert("num_predict".into(), json!(n));
+    }
+    if !options.stop.is_empty() {
+        map.insert("stop".into(), json!(options.stop));
+    }
+    map
+}
+
+impl ModelClient for OllamaClient {
+    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
+        let url = format!("{}/api/chat", self.config.base_url);
+        let body = self.request_body(&request);
+        let target = url.clone();
+        let model = self.config.model.clone();
+        let map_error = move |err| not_found_to_model_error(err, &model);
+        event_stream(
+            &self.transport,
+            url,
+            move |c| c.post(&target).json(&body),
+            OllamaDecoder::default(),
+            map_error,
+        )
+    }
+}
+
+/// Ollama answers an unknown model on `/api/chat` with 404 and a JSON error naming the model;
+/// an unknown route gives a plain-text 404 and stays an [`Error::Http`].
+fn not_found_to_model_error(err: Error, model: &str) -> Error {
+    match err {
+        Error::Http {
+            status: 404,
+            body,
+            url,
+        } => {
+            if body.contains("model") && body.contains("not found") {
+                Error::ModelNotFound {
+                    model: model.to_owned(),
+                    hint: format!("install it with `ollama pull {model}`"),
+                    body,
+                }
+            } else {
+                Error::Http {
+                    status: 404,
+                    body,
+                    url,
+                }
+            }
+        }
+        other => other,
+    }
+}
+
+/// One line of Ollama's streamed chat response. Metric fields are optional: Ollama omits them
+/// when zero.
+#[derive(Debug, Deserialize)]
+struct ChatLine<'a> {
+    #[serde(borrow, default)]
+    message: Option<LineMessage<'a>>,
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    done_reason: Option<String>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    prompt_eval_duration: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+    #[serde(default)]
+    eval_duration: Option<u64>,
+    #[serde(default)]
+    load_duration: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LineMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
+/// Decodes Ollama's NDJSON chat stream into events. Pure: bytes in, events out.
+#[derive(Debug, Default)]
+pub struct OllamaDecoder {
+    lines: LineDecoder,
+    done: bool,
+}
+
+impl OllamaDecoder {
+    fn line(done: &mut bool, number: u64, line: &str, out: &mut Vec<StreamEvent>) -> Result<()> {
+        if *done {
+            return Ok(());
+        }
+        let parsed: ChatLine<'_> = serde_json::from_str(line).map_err(|err| Error::Decode {
+            line_number: number,
+            line: truncate_for_error(line, 512),
+            reason: err.to_string(),
+        })?;
+        if let Some(error) = parsed.error {
+            let message = match error {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            return Err(Error::Backend { message });
+        }
+        if let Some(content) = parsed.message.and_then(|m| m.content)
+            && !content.is_empty()
+        {
+            out.push(StreamEvent::Delta(content.into_owned()));
+        }
+        if parsed.done {
+            *done = true;
+            let nanos = |n: Option<u64>| n.map(Duration::from_nanos);
+            out.push(StreamEvent::Done(Finish {
+                reason: FinishReason::from_wire(parsed.done_reason.as_deref().unwrap_or("stop")),
+                usage: Usage {
+                    prompt_tokens: Some(parsed.prompt_eval_count.unwrap_or(0)),
+                    completion_tokens: Some(parsed.eval_count.unwrap_or(0)),
+                    prompt_eval_duration: nanos(parsed.prompt_eval_duration),
+                    eval_duration: nanos(parsed.eval_duration),
+                    load_duration: nanos(parsed.load_duration),
+                    ..Usage::default()
+                },
+            }));
+        }
+        Ok(())
+    }
+}
+
+impl WireDecoder for OllamaDecoder {
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<()> {
+        self.lines.push(chunk);
+        while let Some((number, line)) = self.lines.next_line()? {
+            Self::line(&mut self.done, number, line, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<StreamEvent>) -> Result<()> {
+        if let Some((number, line)) = self.lines.finish()? {
+            Self::line(&mut self.done, number, line, out)?;
+        }
+        Ok(())
+    }
+}
+
+impl OllamaDecoder {
+    /// Decodes one chunk of the response body, appending events to `out`; public so that
+    /// benchmarks can measure the decode cost alone.
+    pub fn decode_chunk(&mut self, chunk: &[u8], out: &mut Vec<StreamEvent>) -> Result<()> {
+        self.feed(chunk, out)
+    }
+
+    /// Decodes the end of the response body.
+    pub fn decode_end(&mut self, out: &mut Vec<StreamEvent>) -> Result<()> {
+        self.finish(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(body: &str) -> Result<Vec<StreamEvent>> {
+        let mut decoder = OllamaDecoder::default();
+        let mut out = Vec::new();
+        decoder.feed(body.as_bytes(), &mut out)?;
+        decoder.finish(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn host_normalisation_table() {
+        for (input, expected) in [
+            ("localhost", "http://localhost:11434"),
+            ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("http://gpu-box", "http://gpu-box:11434"),
+            ("https://ollama.example", "https://ollama.example:443"),
+            ("http://[::1]:9000/", "http://[::1]:9000"),
+            ("[::1]", "http://[::1]:11434"),
+            ("http://host:1234/prefix", "http://host:1234/prefix"),
+        ] {
+            assert_eq!(normalize_ollama_host(input), expected, "{input}");
+        }
+    }
+
+    #[test]
+    fn options_map_to_ollama_names() {
+        let options = SamplingOptions {
+            temperature: Some(0.5),
+            top_p: Some(0.9),
+            top_k: Some(40),
+            seed: Some(7),
+            max_tokens: Some(64),
+            stop: vec!["```".into()],
+        };
+        let map = ollama_options(&options);
+        assert_eq!(map["num_predict"], json!(64));
+        assert_eq!(map["seed"], json!(7));
+        assert_eq!(map["top_k"], json!(40));
+        assert_eq!(map["stop"], json!(["```"]));
+        assert!(!map.contains_key("max_tokens"));
+        assert!(ollama_options(&SamplingOptions::default()).is_empty());
+    }
+
+    #[test]
+    fn final_line_metrics_are_optional() {
+        let events = decode(
+            "{\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},\"done\":false}\n\
+             {\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"length\",\"eval_count\":3}",
+        )
+        .unwrap();
+        assert_eq!(events[0], StreamEvent::Delta("hi".into()));
+        let StreamEvent::Done(finish) = &events[1] else {
+            panic!("{events:?}")
+        };
+        assert_eq!(finish.reason, FinishReason::Length);
+        assert_eq!(
+            finish.usage.prompt_tokens,
+            Some(0),
+            "omitted count means zero"
+        );
+        assert_eq!(finish.usage.completion_tokens, Some(3));
+        assert_eq!(finish.usage.eval_duration, None);
+    }
+
+    #[test]
+    fn error_line_is_a_backend_error() {
+        let err = decode("{\"message\":{\"content\":\"a\"}}\n{\"error\":\"out of memory\"}\n")
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Backend { message } if message == "out of memory"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn malformed_line_names_the_line() {
+        let err = decode("{\"message\":{\"content\":\"a\"}}\n{not json\n").unwrap_err();
+        assert!(
+            matches!(&err, Error::Decode { line_number: 2, line, .. } if line == "{not json"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn missing_model_maps_to_its_own_variant() {
+        let err = not_found_to_model_error(
+            Error::Http {
+                status: 404,
+                body: r#"{"error":"model \"llama9\" not found, try pulling it first"}"#.into(),
+                url: "u".into(),
+            },
+            "llama9",
+        );
+        assert!(
+            matches!(&err, Error::ModelNotFound { hint, .. } if hint.contains("ollama pull llama9"))
+        );
+        let err = not_found_to_model_error(
+            Error::Http {
+                status: 404,
+                body: "404 page not found".into(),
+                url: "u".into(),
+            },
+            "llama9",
+        );
+        assert!(matches!(err, Error::Http { status: 404, .. }));
+    }
+}

@@ -1,0 +1,499 @@
+//! The benchmark report: per-strategy and per-(strategy, task) aggregates computed from graded
+//! samples, data-driven recommendations, and a versioned, serialisable schema.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::eval::grade::Verdict;
+use crate::eval::run::{RunConfig, SampleRecord, StrategyKind};
+use crate::eval::stats::{Proportion, mean, pass_at_k, percentile};
+use crate::eval::tasks::Task;
+
+/// Version of the report's JSON schema; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Which backend answered, and why it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    /// `embedded`, `ollama`, `openai` or `scripted`.
+    pub kind: String,
+    /// The model's name or path.
+    pub model: String,
+    /// Why this backend was used.
+    pub reason: String,
+}
+
+/// pass@k for one k.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PassAtK {
+    /// k.
+    pub k: u32,
+    /// The mean over tasks of the unbiased estimator.
+    pub value: f64,
+}
+
+/// Aggregates of one strategy over all tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StrategySummary {
+    /// The strategy.
+    pub strategy: StrategyKind,
+    /// Pass rate with its 95% Wilson interval.
+    pub pass: Proportion,
+    /// pass@k for k up to the samples per task.
+    pub pass_at_k: Vec<PassAtK>,
+    /// How many samples got each verdict.
+    pub verdicts: BTreeMap<Verdict, u64>,
+    /// Median latency, milliseconds.
+    pub latency_p50_ms: Option<f64>,
+    /// 95th percentile latency, milliseconds.
+    pub latency_p95_ms: Option<f64>,
+    /// Median time to first token, milliseconds.
+    pub ttft_p50_ms: Option<f64>,
+    /// Mean prompt tokens per sample (over samples that reported them).
+    pub mean_prompt_tokens: Option<f64>,
+    /// Mean completion tokens per sample.
+    pub mean_completion_tokens: Option<f64>,
+    /// Mean prompt + completion tokens per sample.
+    pub mean_total_tokens: Option<f64>,
+    /// Mean model calls per sample.
+    pub mean_calls: Option<f64>,
+    /// Mean generation speed, completion tokens per second of generation time.
+    pub mean_generation_tokens_per_s: Option<f64>,
+    /// Passes per 1,000 tokens spent.
+    pub passes_per_1k_tokens: Option<f64>,
+    /// Mean total tokens relative to baseline in the same run.
+    pub tokens_vs_baseline: Option<f64>,
+    /// Median latency relative to baseline in the same run.
+    pub wall_vs_baseline: Option<f64>,
+}
+
+/// Aggregates of one (strategy, task) cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellSummary {
+    /// The task.
+    pub task_id: String,
+    /// The strategy.
+    pub strategy: StrategyKind,
+    /// Pass rate with its 95% Wilson interval.
+    pub pass: Proportion,
+    /// pass@k for k up to the samples.
+    pub pass_at_k: Vec<PassAtK>,
+    /// Median latency, milliseconds.
+    pub latency_p50_ms: Option<f64>,
+    /// Mean prompt + completion tokens per sample.
+    pub mean_total_tokens: Option<f64>,
+    /// The most common failing verdict and its first error line, if any sample failed.
+    pub typical_failure: Option<String>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The version of mars that wrote it.
+    pub mars_version: String,
+    /// The backend.
+    pub backend: BackendInfo,
+    /// What was run.
+    pub config: RunConfig,
+    /// Task ids, in order.
+    pub tasks: Vec<String>,
+    /// The sandbox isolation that grading ran under, in words.
+    pub isolation: String,
+    /// Per strategy, in the configured order.
+    pub strategies: Vec<StrategySummary>,
+    /// Per (strategy, task).
+    pub cells: Vec<CellSummary>,
+    /// Conclusions drawn from the numbers above.
+    pub recommendations: Vec<String>,
+    /// Every graded sample, ordered by strategy, task and sample.
+    pub samples: Vec<SampleRecord>,
+}
+
+fn ks(samples: u32) -> Vec<u32> {
+    let mut ks: Vec<u32> = [1, 2, 5, 10, samples]
+        .into_iter()
+        .filter(|&k| k >= 1 && k <= samples)
+        .collect();
+    ks.sort_unstable();
+    ks.dedup();
+    ks
+}
+
+fn total_tokens(r: &SampleRecord) -> Option<f64> {
+    Some((r.prompt_tokens? + r.completion_tokens?) as f64)
+}
+
+fn mean_of(records: &[&SampleRecord], f: impl Fn(&SampleRecord) -> Option<f64>) -> Option<f64> {
+    let values: Vec<f64> = records.iter().filter_map(|r| f(r)).collect();
+    mean(&values)
+}
+
+fn pass_count(records: &[&SampleRecord]) -> u64 {
+    records
+        .iter()
+        .filter(|r| r.verdict == Verdict::Pass)
+        .count() as u64
+}
+
+/// pass@k averaged over tasks, each task with its own n and c; tasks with fewer than k samples
+/// are left out.
+fn mean_pass_at_k(by_task: &BTreeMap<&str, Vec<&SampleRecord>>, k: u32) -> Option<f64> {
+    let values: Vec<f64> = by_task
+        .values()
+        .filter_map(|rs| pass_at_k(rs.len() as u64, pass_count(rs), u64::from(k)))
+        .collect();
+    mean(&values)
+}
+
+impl Report {
+    /// Computes the report of `samples` (any order) for a run of `config` over `tasks`.
+    pub fn build(
+        backend: BackendInfo,
+        config: RunConfig,
+        tasks: &[Task],
+        isolation: String,
+        mut samples: Vec<SampleRecord>,
+    ) -> Report {
+        let task_order: BTreeMap<&str, usize> = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id.as_str(), i))
+            .collect();
+        let strategy_order = |s: StrategyKind| config.strategies.iter().position(|&k| k == s);
+        samples.sort_by_key(|r| {
+            (
+                strategy_order(r.strategy),
+                task_order.get(r.task_id.as_str()).copied(),
+                r.sample,
+            )
+        });
+        let mut strategies = Vec::new();
+        let mut cells = Vec::new();
+        for &strategy in &config.strategies {
+            let records: Vec<&SampleRecord> =
+                samples.iter().filter(|r| r.strategy == strategy).collect();
+            let mut by_task: BTreeMap<&str, Vec<&SampleRecord>> = BTreeMap::new();
+            for r in &records {
+                by_task.entry(r.task_id.as_str()).or_default().push(r);
+            }
+            strategies.push(summarise(strategy, &records, &by_task, config.samples));
+            for task in tasks {
+                let Some(rs) = by_task.get(task.id.as_str()) else {
+                    continue;
+                };
+                let latencies: Vec<f64> = rs.iter().map(|r| r.latency_ms).collect();
+                cells.push(CellSummary {
+                    task_id: task.id.clone(),
+                    strategy,
+                    pass: Proportion::wilson(pass_count(rs), rs.len() as u64),
+                    pass_at_k: ks(rs.len() as u32)
+                        .into_iter()
+                        .filter_map(|k| {
+                            pass_at_k(rs.len() as u64, pass_count(rs), u64::from(k))
+                                .map(|value| PassAtK { k, value })
+                        })
+                        .collect(),
+                    latency_p50_ms: percentile(&latencies, 50.0),
+                    mean_total_tokens: mean_of(rs, total_tokens),
+                    typical_failure: typical_failure(rs),
+                });
+            }
+        }
+        if let Some(base) = strategies
+            .iter()
+            .find(|s| s.strategy == StrategyKind::Baseline)
+            .cloned()
+        {
+            for s in &mut strategies {
+                s.tokens_vs_baseline = ratio(s.mean_total_tokens, base.mean_total_tokens);
+                s.wall_vs_baseline = ratio(s.latency_p50_ms, base.latency_p50_ms);
+            }
+        }
+        let recommendations = recommend(&strategies);
+        Report {
+            schema_version: SCHEMA_VERSION,
+            mars_version: env!("CARGO_PKG_VERSION").to_owned(),
+            backend,
+            tasks: tasks.iter().map(|t| t.id.clone()).collect(),
+            config,
+            isolation,
+            strategies,
+            cells,
+            recommendations,
+            samples,
+        }
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    (b > 0.0).then(|| a / b)
+}
+
+fn summarise(
+    strategy: StrategyKind,
+    records: &[&SampleRecord],
+    by_task: &BTreeMap<&str, Vec<&SampleRecord>>,
+    samples: u32,
+) -> StrategySummary {
+    let latencies: Vec<f64> = records.iter().map(|r| r.latency_ms).collect();
+    let ttfts: Vec<f64> = records.iter().filter_map(|r| r.ttft_ms).collect();
+    let mut verdicts = BTreeMap::new();
+    for r in records {
+        *verdicts.entry(r.verdict).or_insert(0) += 1;
+    }
+    let passes = pass_count(records);
+    let spent: Vec<f64> = records.iter().filter_map(|r| total_tokens(r)).collect();
+    let passes_per_1k_tokens = (spent.len() == records.len() && !spent.is_empty())
+        .then(|| spent.iter().sum::<f64>())
+        .filter(|&total| total > 0.0)
+        .map(|total| passes as f64 * 1000.0 / total);
+    StrategySummary {
+        strategy,
+        pass: Proportion::wilson(passes, records.len() as u64),
+        pass_at_k: ks(samples)
+            .into_iter()
+            .filter_map(|k| mean_pass_at_k(by_task, k).map(|value| PassAtK { k, value }))
+            .collect(),
+        verdicts,
+        latency_p50_ms: percentile(&latencies, 50.0),
+        latency_p95_ms: percentile(&latencies, 95.0),
+        ttft_p50_ms: percentile(&ttfts, 50.0),
+        mean_prompt_tokens: mean_of(records, |r| r.prompt_tokens.map(|t| t as f64)),
+        mean_completion_tokens: mean_of(records, |r| r.completion_tokens.map(|t| t as f64)),
+        mean_total_tokens: mean_of(records, total_tokens),
+        mean_calls: mean_of(records, |r| Some(f64::from(r.model_calls))),
+        mean_generation_tokens_per_s: mean_of(records, |r| r.generation_tokens_per_s),
+        passes_per_1k_tokens,
+        tokens_vs_baseline: None,
+        wall_vs_baseline: None,
+    }
+}
+
+fn typical_failure(records: &[&SampleRecord]) -> Option<String> {
+    let mut counts: BTreeMap<Verdict, (usize, Option<&str>)> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.verdict != Verdict::Pass) {
+        let entry = counts.entry(r.verdict).or_insert((0, None));
+        entry.0 += 1;
+        if entry.1.is_none() {
+            entry.1 = r.detail.as_deref();
+        }
+    }
+    let (verdict, (_, detail)) = counts
+        .into_iter()
+        .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.0.cmp(&a.0)))?;
+    Some(match detail {
+        Some(detail) => format!("{}: {detail}", verdict.as_str()),
+        None => verdict.as_str().to_owned(),
+    })
+}
+
+fn percent(p: f64) -> String {
+    format!("{:.0}%", p * 100.0)
+}
+
+/// Conclusions that follow from the summaries alone.
+pub fn recommend(strategies: &[StrategySummary]) -> Vec<String> {
+    let mut out = Vec::new();
+    if strategies.is_empty() {
+        return out;
+    }
+    if strategies.iter().all(|s| s.pass.successes == 0) {
+        out.push(
+            "No strategy passed any sample: the model is too weak for these tasks at this token \
+             budget; try easier tasks (--tasks ladder), more --max-tokens or a larger model."
+                .to_owned(),
+        );
+        return out;
+    }
+    let best_rate = strategies.iter().map(|s| s.pass.rate).fold(0.0, f64::max);
+    let leaders: Vec<&StrategySummary> = strategies
+        .iter()
+        .filter(|s| s.pass.rate == best_rate)
+        .collect();
+    let names: Vec<&str> = leaders.iter().map(|s| s.strategy.as_str()).collect();
+    let lead = leaders[0];
+    out.push(format!(
+        "Highest pass rate: {} at {} ({}/{}; 95% interval {}–{}).",
+        names.join(", "),
+        percent(lead.pass.rate),
+        lead.pass.successes,
+        lead.pass.trials,
+        percent(lead.pass.low),
+        percent(lead.pass.high)
+    ));
+    if let Some(efficient) = strategies
+        .iter()
+        .filter(|s| s.passes_per_1k_tokens.is_some_and(|v| v > 0.0))
+        .max_by(|a, b| {
+            a.passes_per_1k_tokens
+                .partial_cmp(&b.passes_per_1k_tokens)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+    {
+        out.push(format!(
+            "Most passes per 1,000 tokens: {} ({:.2}).",
+            efficient.strategy.as_str(),
+            efficient.passes_per_1k_tokens.unwrap_or_default()
+        ));
+    }
+    match strategies
+        .iter()
+        .find(|s| s.strategy == StrategyKind::Baseline)
+    {
+        Some(base) => {
+            let winners: Vec<&StrategySummary> = strategies
+                .iter()
+                .filter(|s| s.strategy != StrategyKind::Baseline && s.pass.beats(&base.pass))
+                .collect();
+            if winners.is_empty() {
+                out.push(format!(
+                    "No strategy beat baseline ({}) beyond its 95% interval; with {} samples per \
+                     strategy the differences above may be noise.",
+                    percent(base.pass.rate),
+                    base.pass.trials
+                ));
+            }
+            for s in winners {
+                let cost = s
+                    .tokens_vs_baseline
+                    .map(|r| format!(" at {r:.1}x baseline's tokens"))
+                    .unwrap_or_default();
+                out.push(format!(
+                    "{} beat baseline beyond the 95% intervals ({} vs {}){cost}.",
+                    s.strategy.as_str(),
+                    percent(s.pass.rate),
+                    percent(base.pass.rate)
+                ));
+            }
+        }
+        None => out.push("Baseline was not run, so no strategy is compared with it.".to_owned()),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::tasks::{TaskSet, builtin};
+
+    fn record(
+        task: &str,
+        strategy: StrategyKind,
+        sample: u32,
+        pass: bool,
+        tokens: u64,
+    ) -> SampleRecord {
+        SampleRecord {
+            task_id: task.into(),
+            strategy,
+            sample,
+            seed: 0,
+            verdict: if pass {
+                Verdict::Pass
+            } else {
+                Verdict::CompileError
+            },
+            detail: (!pass).then(|| "error[E0308]: mismatched types".into()),
+            code_hash: None,
+            answer: String::new(),
+            latency_ms: 100.0 * f64::from(sample + 1),
+            ttft_ms: Some(10.0),
+            prompt_tokens: Some(tokens / 2),
+            completion_tokens: Some(tokens / 2),
+            model_calls: 1,
+            generation_tokens_per_s: Some(100.0),
+            candidates: 1,
+            distinct_candidates: 1,
+        }
+    }
+
+    #[test]
+    fn aggregates_match_hand_computed_values() {
+        let tasks = builtin(TaskSet::Seed);
+        let config = RunConfig {
+            strategies: vec![StrategyKind::Baseline, StrategyKind::Reread],
+            samples: 2,
+            ..RunConfig::default()
+        };
+        let samples = vec![
+            record("prime_check", StrategyKind::Baseline, 0, true, 100),
+            record("prime_check", StrategyKind::Baseline, 1, false, 100),
+            record("fibonacci", StrategyKind::Baseline, 0, false, 100),
+            record("fibonacci", StrategyKind::Baseline, 1, false, 100),
+            record("fibonacci", StrategyKind::Reread, 1, true, 200),
+            record("fibonacci", StrategyKind::Reread, 0, true, 200),
+            record("prime_check", StrategyKind::Reread, 0, true, 200),
+            record("prime_check", StrategyKind::Reread, 1, true, 200),
+        ];
+        let backend = BackendInfo {
+            kind: "scripted".into(),
+            model: "m".into(),
+            reason: "test".into(),
+        };
+        let report = Report::build(backend, config, &tasks, "none".into(), samples);
+        let base = &report.strategies[0];
+        assert_eq!((base.pass.successes, base.pass.trials), (1, 4));
+        // pass@1: mean of 1/2 and 0/2; pass@2: mean of 1 and 0.
+        assert_eq!(
+            base.pass_at_k,
+            vec![PassAtK { k: 1, value: 0.25 }, PassAtK { k: 2, value: 0.5 }]
+        );
+        assert_eq!(base.latency_p50_ms, Some(150.0));
+        assert_eq!(base.mean_total_tokens, Some(100.0));
+        assert_eq!(base.passes_per_1k_tokens, Some(2.5));
+        assert_eq!(base.verdicts[&Verdict::CompileError], 3);
+        let reread = &report.strategies[1];
+        assert_eq!(reread.tokens_vs_baseline, Some(2.0));
+        assert_eq!(reread.wall_vs_baseline, Some(1.0));
+        assert_eq!(reread.pass.successes, 4);
+        // Samples come back ordered by strategy, task, sample.
+        let order: Vec<_> = report
+            .samples
+            .iter()
+            .map(|r| (r.strategy, r.task_id.as_str(), r.sample))
+            .collect();
+        assert_eq!(order[4], (StrategyKind::Reread, "prime_check", 0));
+        assert_eq!(order[7], (StrategyKind::Reread, "fibonacci", 1));
+        let cell = &report.cells[1];
+        assert_eq!(cell.task_id, "fibonacci");
+        assert_eq!(
+            cell.typical_failure.as_deref(),
+            Some("compile_error: error[E0308]: mismatched types")
+        );
+        assert!(report.recommendations[0].starts_with("Highest pass rate: reread at 100% (4/4"));
+        assert!(
+            report
+                .recommendations
+                .iter()
+                .any(|r| r.starts_with("No strategy beat baseline"))
+        );
+    }
+
+    #[test]
+    fn all_failing_runs_say_so() {
+        let summary = StrategySummary {
+            strategy: StrategyKind::Baseline,
+            pass: Proportion::wilson(0, 4),
+            pass_at_k: vec![],
+            verdicts: BTreeMap::new(),
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            ttft_p50_ms: None,
+            mean_prompt_tokens: None,
+            mean_completion_tokens: None,
+            mean_total_tokens: None,
+            mean_calls: None,
+            mean_generation_tokens_per_s: None,
+            passes_per_1k_tokens: None,
+            tokens_vs_baseline: None,
+            wall_vs_baseline: None,
+        };
+        let advice = recommend(&[summary]);
+        assert_eq!(advice.len(), 1);
+        assert!(advice[0].starts_with("No strategy passed any sample"));
+    }
+}

@@ -1,0 +1,465 @@
+//! BestOfN: n candidates at one temperature, scored by a judge or a verifier, the best returned.
+//!
+//! Source: best-of-n sampling with a model judge, as in optillm's `bon` approach; with a
+//! verifier, as in generate-then-verify pipelines such as AlphaCode (Li et al. 2022).
+//!
+//! Algorithm: the request is sampled n times at the same temperature with distinct seeds derived
+//! from the request's seed, all through one [`ModelClient::complete_batch`] call. Each candidate
+//! is scored by the [`Selector`]: with [`Selector::Judge`], the inner model rates it 0–10 in a
+//! separate call (an unparseable rating counts as 0 and is recorded as such); with
+//! [`Selector::Verifier`], a user function scores it. The highest score wins, ties going to the
+//! shorter answer and then to the lower index, and the trace records every score.
+//!
+//! Cost: n model calls, plus n judge calls with [`Selector::Judge`] (none with a verifier). The
+//! candidates run concurrently, then the judge calls do, at most `concurrency` at a time.
+//!
+//! ```
+//! use mars::strategies::{BestOfN, BestOfNConfig, Score};
+//! use mars::{ScriptedClient, Turn};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! // Requests 0 and 1 are the candidates; 2 and 3 are the judge calls rating them.
+//! let replies = ["fn a() {}", "fn b() {}", "Rating: 3", "9/10"];
+//! let client = ScriptedClient::from_fn(move |i, _request| Turn::text(replies[i]));
+//! let config = BestOfNConfig { n: 2, ..BestOfNConfig::default() };
+//! let strategy = BestOfN::new(client, config)?;
+//! let outcome = strategy.run("Write a function".into()).await?;
+//! assert_eq!(outcome.answer, "fn b() {}");
+//! assert!(matches!(outcome.candidates[0].score, Score::Judge { rating: 3.0, parsed: true, .. }));
+//! assert_eq!(outcome.usage.model_calls, 4);
+//! # Ok::<_, mars::Error>(()) }).unwrap();
+//! ```
+
+use std::num::NonZeroUsize;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::rating::{judge_request, parse_rating};
+use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
+use super::selection::{JudgeConfig, Ranked, Selector, Verifier, select_best};
+use super::{
+    Candidate, FailurePolicy, Outcome, Score, Strategy, ensure_survivor, failed_call_usage,
+    finish_outcome, generate_candidates, on_failure, outcome_stream, seed_request, total_usage,
+};
+use crate::client::{
+    BatchRequest, ChatRequest, EventStream, ModelClient, SamplingOptions, Usage, collect_completion,
+};
+use crate::error::{Error, Result};
+
+/// Configuration of [`BestOfN`].
+#[derive(Debug, Clone)]
+pub struct BestOfNConfig {
+    /// How many candidates (default 4); must be at least 1.
+    pub n: usize,
+    /// The temperature of every candidate (default 0.8); `None` keeps the request's.
+    pub temperature: Option<f32>,
+    /// How candidates are scored (default a judge with [`JudgeConfig::default`]).
+    pub selector: Selector,
+    /// The base of the candidate seeds when the request carries no seed (default 0).
+    pub base_seed: u64,
+    /// At most this many candidates, then judge or verifier calls, in flight (default 4).
+    pub concurrency: NonZeroUsize,
+    /// What a failed candidate or judge call does (default [`FailurePolicy::Fail`]).
+    pub on_failure: FailurePolicy,
+}
+
+impl Default for BestOfNConfig {
+    fn default() -> Self {
+        BestOfNConfig {
+            n: 4,
+            temperature: Some(0.8),
+            selector: Selector::default(),
+            base_seed: DEFAULT_BASE_SEED,
+            concurrency: BatchRequest::DEFAULT_CONCURRENCY,
+            on_failure: FailurePolicy::Fail,
+        }
+    }
+}
+
+impl BestOfNConfig {
+    /// The sampling options of each candidate for a request with options `base`: `base` with
+    /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`] (its base
+    /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
+    pub fn samples(&self, base: &SamplingOptions) -> Vec<SamplingOptions> {
+        derive_seeds(base.seed.unwrap_or(self.base_seed), self.n)
+            .into_iter()
+            .map(|seed| SamplingOptions {
+                temperature: self.temperature.or(base.temperature),
+                seed: Some(seed),
+                ..base.clone()
+            })
+            .collect()
+    }
+
+    /// The sampling options of the judge calls: the judge's temperature and token limit, and
+    /// the request's seed base (so that a seeded run is reproducible).
+    pub fn judge_options(&self, judge: &JudgeConfig, base: &SamplingOptions) -> SamplingOptions {
+        SamplingOptions {
+            temperature: Some(judge.temperature),
+            max_tokens: Some(judge.max_tokens),
+            seed: Some(base.seed.unwrap_or(self.base_seed)),
+            ..SamplingOptions::default()
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.n == 0 {
+            return Err(Error::InvalidConfig {
+                field: "n",
+                reason: "best-of-n needs at least one candidate".into(),
+            });
+        }
+        if let Some(t) = self.temperature
+            && (!t.is_finite() || t < 0.0)
+        {
+            return Err(Error::InvalidConfig {
+                field: "temperature",
+                reason: format!("{t} is not a temperature (finite, at least 0)"),
+            });
+        }
+        if let Selector::Judge(judge) = &self.selector {
+            if judge.instruction.trim().is_empty() {
+                return Err(Error::InvalidConfig {
+                    field: "selector.instruction",
+                    reason: "the judge instruction must not be blank".into(),
+                });
+            }
+            if judge.max_tokens == 0 {
+                return Err(Error::InvalidConfig {
+                    field: "selector.max_tokens",
+                    reason: "a judge needs at least one token to rate".into(),
+                });
+            }
+            if !judge.temperature.is_finite() || judge.temperature < 0.0 {
+                return Err(Error::InvalidConfig {
+                    field: "selector.temperature",
+                    reason: format!("{} is not a temperature", judge.temperature),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Best-of-n sampling with a pluggable selector (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct BestOfN<C> {
+    inner: C,
+    config: BestOfNConfig,
+}
+
+impl<C> BestOfN<C> {
+    /// The name recorded in [`Outcome::strategy`].
+    pub const NAME: &'static str = "best_of_n";
+
+    /// Wraps `inner`; fails with [`Error::InvalidConfig`] when `n` is 0 or a temperature, the
+    /// judge instruction or its token limit is invalid.
+    pub fn new(inner: C, config: BestOfNConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(BestOfN { inner, config })
+    }
+
+    /// The wrapped client.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// Gives the wrapped client back.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BestOfNConfig {
+        &self.config
+    }
+}
+
+impl<C: ModelClient> BestOfN<C> {
+    /// Generates the candidates, scores them, and returns the trace.
+    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
+        let started = Instant::now();
+        let batch = BatchRequest {
+            request: request.clone(),
+            samples: self.config.samples(&request.options),
+            concurrency: self.config.concurrency,
+        };
+        let mut candidates =
+            generate_candidates(&self.inner, Self::NAME, batch, self.config.on_failure).await?;
+        ensure_survivor(Self::NAME, &candidates)?;
+        let judge_usage = match &self.config.selector {
+            Selector::Judge(judge) => self.judge(&request, judge, &mut candidates).await?,
+            Selector::Verifier(verifier) => {
+                self.verify(&request, verifier, &mut candidates).await;
+                Vec::new()
+            }
+        };
+        ensure_survivor(Self::NAME, &candidates)?;
+        let ranked: Vec<Ranked> = candidates.iter().map(ranked).collect();
+        let winner = select_best(&ranked).ok_or(Error::AllCandidatesFailed {
+            strategy: Self::NAME,
+            candidates: candidates.len(),
+            first_error: "no candidate was left to select".into(),
+        })?;
+        tracing::debug!(strategy = Self::NAME, winner, ?ranked, "candidates scored");
+        let usage = total_usage(&candidates, &judge_usage, started);
+        finish_outcome(Self::NAME, candidates, winner, usage)
+    }
+
+    /// Rates every surviving candidate in its own judge call; returns the judge calls' usage.
+    async fn judge(
+        &self,
+        request: &ChatRequest,
+        judge: &JudgeConfig,
+        candidates: &mut [Candidate],
+    ) -> Result<Vec<Usage>> {
+        let options = self.config.judge_options(judge, &request.options);
+        let calls: Vec<(usize, ChatRequest)> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.dropped.is_none())
+            .map(|(i, c)| {
+                let call = judge_request(request, &c.text, &judge.instruction, options.clone());
+                (i, call)
+            })
+            .collect();
+        let results: Vec<_> =
+            futures::stream::iter(calls)
+                .map(|(i, call)| async move {
+                    (i, collect_completion(self.inner.stream_chat(call)).await)
+                })
+                .buffered(self.config.concurrency.get())
+                .collect()
+                .await;
+        let mut usage = Vec::with_capacity(results.len());
+        for (i, result) in results {
+            let Some(candidate) = candidates.get_mut(i) else {
+                continue;
+            };
+            match result {
+                Ok(reply) => {
+                    let rating = parse_rating(&reply.text);
+                    if rating.is_none() {
+                        tracing::debug!(candidate = i, reply = %reply.text, "unparseable rating");
+                    }
+                    usage.push(reply.usage.clone());
+                    candidate.score = Score::Judge {
+                        rating: rating.unwrap_or(0.0),
+                        parsed: rating.is_some(),
+                        reply: reply.text,
+                        usage: reply.usage,
+                    };
+                }
+                Err(source) => {
+                    let call = format!("judge call for candidate {i}");
+                    let failure = on_failure(Self::NAME, call, source, self.config.on_failure)?;
+                    tracing::warn!(call = %failure.call, error = %failure.error, "dropped a candidate");
+                    usage.push(failed_call_usage());
+                    candidate.dropped = Some(failure);
+                }
+            }
+        }
+        Ok(usage)
+    }
+
+    /// Scores every surviving candidate with the verifier.
+    async fn verify(
+        &self,
+        request: &ChatRequest,
+        verifier: &Verifier,
+        candidates: &mut [Candidate],
+    ) {
+        // Boxed futures built up front: a closure over boxed futures inside the stream trips
+        // the compiler's higher-ranked `Send` check.
+        let jobs: Vec<BoxFuture<'static, (usize, f64)>> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.dropped.is_none())
+            .map(|(i, c)| {
+                let score = verifier.score(request, &c.text);
+                Box::pin(async move { (i, score.await) }) as BoxFuture<'static, (usize, f64)>
+            })
+            .collect();
+        let scores: Vec<(usize, f64)> = futures::stream::iter(jobs)
+            .buffered(self.config.concurrency.get())
+            .collect()
+            .await;
+        for (i, score) in scores {
+            if let Some(candidate) = candidates.get_mut(i) {
+                candidate.score = Score::Verifier {
+                    score: (!score.is_nan()).then_some(score),
+                };
+            }
+        }
+    }
+}
+
+/// What selection sees of a candidate: its score (judge rating or verifier score) and length.
+fn ranked(candidate: &Candidate) -> Ranked {
+    if candidate.dropped.is_some() {
+        return None;
+    }
+    let score = match &candidate.score {
+        Score::Judge { rating, .. } => *rating,
+        Score::Verifier { score } => score.unwrap_or(f64::NAN),
+        Score::Unscored | Score::Vote { .. } => f64::NAN,
+    };
+    Some((score, candidate.text.chars().count()))
+}
+
+impl<C: ModelClient> ModelClient for BestOfN<C> {
+    /// Runs the strategy, then streams the chosen answer as one delta.
+    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
+        outcome_stream(BestOfN::run(self, request))
+    }
+}
+
+impl<C: ModelClient> Strategy for BestOfN<C> {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
+        Box::pin(BestOfN::run(self, request))
+    }
+}
+
+/// The seed's entry point for best-of-n, kept for its users.
+#[derive(Debug, Clone, Copy)]
+pub struct BestOfNAggregator;
+
+impl BestOfNAggregator {
+    /// Runs [`BestOfN`] once on `query` with `system_prompt` (none when empty) over `client`;
+    /// returns the chosen answer and the trace.
+    pub async fn run_best_of_n<C: ModelClient + ?Sized>(
+        query: &str,
+        system_prompt: &str,
+        config: BestOfNConfig,
+        client: &C,
+    ) -> Result<(String, Outcome)> {
+        let outcome = BestOfN::new(client, config)?
+            .run(seed_request(query, system_prompt))
+            .await?;
+        Ok((outcome.answer.clone(), outcome))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_share_a_temperature_and_get_distinct_seeds() {
+        let config = BestOfNConfig {
+            n: 3,
+            ..BestOfNConfig::default()
+        };
+        let base = SamplingOptions {
+            temperature: Some(0.1),
+            max_tokens: Some(32),
+            ..SamplingOptions::default()
+        };
+        let samples = config.samples(&base);
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.temperature == Some(0.8) && s.max_tokens == Some(32))
+        );
+        let seeds: Vec<_> = samples.iter().filter_map(|s| s.seed).collect();
+        assert_eq!(seeds, derive_seeds(DEFAULT_BASE_SEED, 3));
+        let keep = BestOfNConfig {
+            temperature: None,
+            ..config
+        };
+        assert!(
+            keep.samples(&base)
+                .iter()
+                .all(|s| s.temperature == Some(0.1))
+        );
+    }
+
+    #[test]
+    fn invalid_configs_are_rejected() {
+        let judge = |judge: JudgeConfig| BestOfNConfig {
+            selector: Selector::Judge(judge),
+            ..BestOfNConfig::default()
+        };
+        let cases: Vec<(BestOfNConfig, &str)> = vec![
+            (
+                BestOfNConfig {
+                    n: 0,
+                    ..BestOfNConfig::default()
+                },
+                "n",
+            ),
+            (
+                BestOfNConfig {
+                    temperature: Some(-1.0),
+                    ..BestOfNConfig::default()
+                },
+                "temperature",
+            ),
+            (
+                judge(JudgeConfig {
+                    instruction: " ".into(),
+                    ..JudgeConfig::default()
+                }),
+                "selector.instruction",
+            ),
+            (
+                judge(JudgeConfig {
+                    max_tokens: 0,
+                    ..JudgeConfig::default()
+                }),
+                "selector.max_tokens",
+            ),
+            (
+                judge(JudgeConfig {
+                    temperature: f32::INFINITY,
+                    ..JudgeConfig::default()
+                }),
+                "selector.temperature",
+            ),
+        ];
+        for (config, expected_field) in cases {
+            match BestOfN::new((), config).unwrap_err() {
+                Error::InvalidConfig { field, .. } => assert_eq!(field, expected_field),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ranking_reads_the_score_of_each_kind() {
+        let candidate = |score: Score, text: &str| Candidate {
+            options: SamplingOptions::default(),
+            text: text.into(),
+            finish_reason: None,
+            usage: Usage::default(),
+            score,
+            dropped: None,
+        };
+        let judged = candidate(
+            Score::Judge {
+                rating: 7.0,
+                parsed: true,
+                reply: "7".into(),
+                usage: Usage::default(),
+            },
+            "héllo",
+        );
+        assert_eq!(ranked(&judged), Some((7.0, 5)), "length in characters");
+        let verified = candidate(Score::Verifier { score: Some(0.5) }, "ab");
+        assert_eq!(ranked(&verified), Some((0.5, 2)));
+        let nan = ranked(&candidate(Score::Verifier { score: None }, "ab"));
+        assert!(nan.is_some_and(|(s, _)| s.is_nan()));
+        let mut dropped = candidate(Score::Unscored, "");
+        dropped.dropped = Some(super::super::CallFailure {
+            call: "c".into(),
+            error: "e".into(),
+        });
+        assert_eq!(ranked(&dropped), None);
+    }
+}

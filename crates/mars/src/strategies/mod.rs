@@ -1,0 +1,367 @@
+//! Strategies: wrappers over any [`ModelClient`] that spend model calls to get a better answer.
+//!
+//! Each strategy wraps a client as tower's `Timeout<S>` wraps a service: `new(inner, config)`
+//! validates the configuration, [`inner`](ReRead::inner) and [`into_inner`](ReRead::into_inner)
+//! give the client back. Each has an inherent `run(request)` that returns an [`Outcome`] (the
+//! answer plus a serialisable trace of every candidate), and each is itself a [`ModelClient`]:
+//! its stream yields the final answer as text deltas, then one [`StreamEvent::Done`] whose
+//! [`Usage`] sums every inner call (prompt and completion tokens, `model_calls`) and whose
+//! `total_time` is the strategy's own wall time. So strategies nest (`BestOfN<ReRead<C>>`) and can
+//! be held as `Box<dyn ModelClient>`, or as `Box<dyn Strategy>` to keep access to traces.
+//!
+//! | Strategy | Source | Model calls |
+//! |---|---|---|
+//! | [`Baseline`] | — | 1 |
+//! | [`ReRead`] | RE2, Xu et al. 2023 | 1 |
+//! | [`DiverseSampling`] | temperature ensembles with a majority vote | n |
+//! | [`BestOfN`] | optillm's `bon` | n, plus n judge calls with [`Selector::Judge`] |
+//!
+//! Usage is measured, never estimated: it is the sum of what the inner calls reported. A call
+//! that failed (and was dropped under [`FailurePolicy::Drop`]) still counts as a model call, with
+//! unknown token counts, so the token sums of such an outcome are `None`.
+//!
+//! Strategies never name a backend; the decisions they make (voting, rating parsing, seed and
+//! temperature schedules, the choice of a best candidate) are pure functions in [`voting`],
+//! [`rating`], [`sampling`] and [`selection`].
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::client::{
+    BatchRequest, ChatRequest, EventStream, Finish, FinishReason, ModelClient, SamplingOptions,
+    StreamEvent, Usage,
+};
+use crate::error::{Error, Result, truncate_for_error};
+
+/// Longest error text kept in a trace's [`CallFailure`]; longer ones are cut and marked.
+const MAX_RECORDED_ERROR_BYTES: usize = 2048;
+
+pub mod baseline;
+pub mod best_of_n;
+pub mod diverse_sampling;
+pub mod rating;
+pub mod reread;
+pub mod sampling;
+pub mod selection;
+pub mod voting;
+
+pub use baseline::Baseline;
+pub use best_of_n::{BestOfN, BestOfNAggregator, BestOfNConfig};
+pub use diverse_sampling::{DiverseSampling, DiverseSamplingAggregator, DiverseSamplingConfig};
+pub use reread::{ReRead, ReReadAggregator, ReReadConfig};
+pub use selection::{JudgeConfig, Selector, Verifier};
+pub use voting::AnswerKey;
+
+/// What a strategy produced: the answer and a trace of how it was chosen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The strategy's name (`"baseline"`, `"reread"`, `"diverse_sampling"`, `"best_of_n"`).
+    pub strategy: String,
+    /// The chosen answer: the text of `candidates[winner]`.
+    pub answer: String,
+    /// Why the chosen answer's generation stopped.
+    pub finish_reason: FinishReason,
+    /// Index of the chosen candidate in `candidates`.
+    pub winner: usize,
+    /// Every candidate, in the order it was requested, including dropped ones.
+    pub candidates: Vec<Candidate>,
+    /// The sum over every inner call (candidates and judge calls); `total_time` is the
+    /// strategy's wall time; `time_to_first_token` is `None` (no text was streamed by `run`).
+    pub usage: Usage,
+}
+
+impl Outcome {
+    /// The chosen candidate.
+    pub fn winner_candidate(&self) -> Option<&Candidate> {
+        self.candidates.get(self.winner)
+    }
+
+    /// The calls that failed and whose candidates were dropped.
+    pub fn failures(&self) -> impl Iterator<Item = &CallFailure> {
+        self.candidates.iter().filter_map(|c| c.dropped.as_ref())
+    }
+}
+
+/// One candidate answer and how the strategy judged it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The sampling options it was generated with (temperature, seed, ...).
+    pub options: SamplingOptions,
+    /// Its text; empty when its generation failed.
+    pub text: String,
+    /// Why its generation stopped; `None` when it failed.
+    pub finish_reason: Option<FinishReason>,
+    /// What generating it cost, as the inner client reported it; for a failed generation, one
+    /// model call with unknown token counts.
+    pub usage: Usage,
+    /// How selection saw it.
+    pub score: Score,
+    /// Set when a call for this candidate failed and the candidate was left out of selection
+    /// (only under [`FailurePolicy::Drop`]).
+    pub dropped: Option<CallFailure>,
+}
+
+/// How a strategy's selection scored one candidate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Score {
+    /// Not scored: a single-call strategy, or a dropped candidate.
+    Unscored,
+    /// A majority vote: the candidate's normalised answer and how many candidates share it.
+    Vote {
+        /// The normalised answer that votes were counted over (see [`voting`]).
+        key: String,
+        /// How many candidates gave this normalised answer, this one included.
+        votes: usize,
+    },
+    /// A rating by the model acting as judge.
+    Judge {
+        /// The rating, 0 to 10; 0 when the reply could not be parsed.
+        rating: f64,
+        /// Whether a rating could be read from the reply (see [`rating::parse_rating`]).
+        parsed: bool,
+        /// The judge's reply, verbatim.
+        reply: String,
+        /// What the judge call cost.
+        usage: Usage,
+    },
+    /// A score from a user-supplied [`Verifier`].
+    Verifier {
+        /// The score; `None` when the verifier returned NaN (ranked below every number).
+        score: Option<f64>,
+    },
+}
+
+/// A call that failed, recorded in the trace when its candidate was dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallFailure {
+    /// Which call, e.g. `"candidate 2 of 5"` or `"judge call for candidate 1"`.
+    pub call: String,
+    /// The error, as displayed (cut at 2 KiB).
+    pub error: String,
+}
+
+/// What a strategy does when one of its inner calls fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Return [`Error::StrategyCall`] naming the failed call.
+    #[default]
+    Fail,
+    /// Drop that candidate, record the failure in its [`Candidate::dropped`], and carry on with
+    /// the others; [`Error::AllCandidatesFailed`] if none is left.
+    Drop,
+}
+
+/// A strategy held behind a pointer: a [`ModelClient`] that can also return its trace.
+///
+/// Every strategy in this module implements it, so the benchmark can hold `Box<dyn Strategy>`
+/// and still record each [`Outcome`].
+pub trait Strategy: ModelClient {
+    /// The strategy's name, as recorded in [`Outcome::strategy`].
+    fn name(&self) -> &'static str;
+
+    /// Answers `request` and returns the trace; the same as the strategy's inherent `run`.
+    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>>;
+}
+
+/// Turns a strategy's run into the event stream of its [`ModelClient`] impl: the answer as one
+/// delta (none if empty), then `Done` with the outcome's usage and the measured times.
+pub(crate) fn outcome_stream<'a, F>(run: F) -> EventStream<'a>
+where
+    F: Future<Output = Result<Outcome>> + Send + 'a,
+{
+    async_stream::stream! {
+        let started = Instant::now();
+        let outcome = match run.await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                yield Err(err);
+                return;
+            }
+        };
+        let mut usage = outcome.usage;
+        if !outcome.answer.is_empty() {
+            usage.time_to_first_token = Some(started.elapsed());
+            yield Ok(StreamEvent::Delta(outcome.answer));
+        }
+        usage.total_time = started.elapsed();
+        yield Ok(StreamEvent::Done(Finish { reason: outcome.finish_reason, usage }));
+    }
+    .boxed()
+}
+
+/// Forwards an inner stream as it arrives, replacing the times in its `Done` with the ones
+/// measured here (the strategy's own wall time and time to first token).
+pub(crate) fn pass_through(inner: EventStream<'_>) -> EventStream<'_> {
+    async_stream::stream! {
+        let started = Instant::now();
+        let mut first_token = None;
+        let mut inner = inner;
+        while let Some(event) = inner.next().await {
+            match event {
+                Ok(StreamEvent::Delta(text)) => {
+                    first_token.get_or_insert_with(|| started.elapsed());
+                    yield Ok(StreamEvent::Delta(text));
+                }
+                Ok(StreamEvent::Done(mut finish)) => {
+                    finish.usage.time_to_first_token = first_token;
+                    finish.usage.total_time = started.elapsed();
+                    yield Ok(StreamEvent::Done(finish));
+                }
+                Err(err) => {
+                    yield Err(err);
+                    return;
+                }
+            }
+        }
+    }
+    .boxed()
+}
+
+/// The usage of a call that failed: one model call, token counts unknown.
+pub(crate) fn failed_call_usage() -> Usage {
+    Usage {
+        model_calls: 1,
+        ..Usage::default()
+    }
+}
+
+/// Sends `samples` through one [`ModelClient::complete_batch`] call and turns the results into
+/// candidates, applying `policy` to failures. The candidates' scores are left
+/// [`Score::Unscored`] for the caller to fill in.
+pub(crate) async fn generate_candidates<C: ModelClient + ?Sized>(
+    inner: &C,
+    strategy: &'static str,
+    batch: BatchRequest,
+    policy: FailurePolicy,
+) -> Result<Vec<Candidate>> {
+    let samples = batch.samples.clone();
+    let n = samples.len();
+    let results = inner.complete_batch(batch).await;
+    if results.len() != n {
+        return Err(Error::Protocol {
+            detail: format!(
+                "complete_batch returned {} results for {n} samples",
+                results.len()
+            ),
+        });
+    }
+    let mut candidates = Vec::with_capacity(n);
+    for (index, (options, result)) in samples.into_iter().zip(results).enumerate() {
+        let call = format!("candidate {index} of {n}");
+        match result {
+            Ok(completion) => candidates.push(Candidate {
+                options,
+                text: completion.text,
+                finish_reason: Some(completion.finish_reason),
+                usage: completion.usage,
+                score: Score::Unscored,
+                dropped: None,
+            }),
+            Err(source) => {
+                let dropped = on_failure(strategy, call, source, policy)?;
+                tracing::warn!(strategy, call = %dropped.call, error = %dropped.error, "dropped a candidate");
+                candidates.push(Candidate {
+                    options,
+                    text: String::new(),
+                    finish_reason: None,
+                    usage: failed_call_usage(),
+                    score: Score::Unscored,
+                    dropped: Some(dropped),
+                });
+            }
+        }
+    }
+    Ok(candidates)
+}
+
+/// Applies `policy` to a failed call: the typed error under [`FailurePolicy::Fail`], the record
+/// of the failure under [`FailurePolicy::Drop`].
+pub(crate) fn on_failure(
+    strategy: &'static str,
+    call: String,
+    source: Error,
+    policy: FailurePolicy,
+) -> Result<CallFailure> {
+    match policy {
+        FailurePolicy::Fail => Err(Error::StrategyCall {
+            strategy,
+            call,
+            source: Box::new(source),
+        }),
+        FailurePolicy::Drop => Ok(CallFailure {
+            call,
+            error: truncate_for_error(&source.to_string(), MAX_RECORDED_ERROR_BYTES),
+        }),
+    }
+}
+
+/// [`Error::AllCandidatesFailed`] when every candidate was dropped; `Ok` otherwise.
+pub(crate) fn ensure_survivor(strategy: &'static str, candidates: &[Candidate]) -> Result<()> {
+    if candidates.iter().any(|c| c.dropped.is_none()) {
+        return Ok(());
+    }
+    let first_error = candidates
+        .iter()
+        .find_map(|c| c.dropped.as_ref())
+        .map(|f| format!("{}: {}", f.call, f.error))
+        .unwrap_or_else(|| "no candidate was requested".to_owned());
+    Err(Error::AllCandidatesFailed {
+        strategy,
+        candidates: candidates.len(),
+        first_error,
+    })
+}
+
+/// Sums the usage of every candidate and every judge call, and sets the wall time.
+pub(crate) fn total_usage(candidates: &[Candidate], extra: &[Usage], started: Instant) -> Usage {
+    let mut usage = Usage::default();
+    for candidate in candidates {
+        usage.accumulate(&candidate.usage);
+    }
+    for judge in extra {
+        usage.accumulate(judge);
+    }
+    usage.time_to_first_token = None;
+    usage.total_time = started.elapsed();
+    usage
+}
+
+/// Builds the outcome once a winner is chosen.
+pub(crate) fn finish_outcome(
+    strategy: &'static str,
+    candidates: Vec<Candidate>,
+    winner: usize,
+    usage: Usage,
+) -> Result<Outcome> {
+    let chosen = candidates.get(winner).ok_or_else(|| Error::Protocol {
+        detail: format!(
+            "{strategy} chose candidate {winner} of {}",
+            candidates.len()
+        ),
+    })?;
+    let answer = chosen.text.clone();
+    let finish_reason = chosen.finish_reason.clone().unwrap_or(FinishReason::Stop);
+    Ok(Outcome {
+        strategy: strategy.to_owned(),
+        answer,
+        finish_reason,
+        winner,
+        candidates,
+        usage,
+    })
+}
+
+/// The request a seed-style entry point builds: `query` as the user message and
+/// `system_prompt` as the system prompt (none when empty).
+pub(crate) fn seed_request(query: &str, system_prompt: &str) -> ChatRequest {
+    let request = ChatRequest::new(query);
+    if system_prompt.is_empty() {
+        request
+    } else {
+        request.with_system(system_prompt)
+    }
+}

@@ -1,0 +1,425 @@
+//! The benchmark's library: grading real code in the sandbox, the run matrix over a scripted
+//! client, scripted replays, resuming from a journal.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use mars::eval::grade::{Grader, Tests, Verdict};
+use mars::eval::journal::Journal;
+use mars::eval::render;
+use mars::eval::report::{BackendInfo, Report};
+use mars::eval::run::{
+    AnswerSource, RunConfig, SampleRecord, StrategyKind, parse_replay, run_matrix,
+    visible_examples_verifier,
+};
+use mars::eval::sandbox::{Sandbox, SandboxConfig};
+use mars::eval::tasks::{Task, TaskSet, builtin};
+use mars::{ChatRequest, ScriptedClient, Turn};
+use tokio::sync::OnceCell;
+
+async fn grader() -> Grader {
+    static SANDBOX: OnceCell<Sandbox> = OnceCell::const_new();
+    let sandbox = SANDBOX
+        .get_or_init(|| async {
+            let mut config = SandboxConfig::default();
+            config.run.wall = Duration::from_secs(3);
+            Sandbox::new(config)
+                .await
+                .expect("the sandbox works on this machine")
+        })
+        .await;
+    Grader::new(sandbox.clone())
+}
+
+fn task(id: &str) -> Task {
+    builtin(TaskSet::Seed)
+        .into_iter()
+        .chain(builtin(TaskSet::Ladder))
+        .find(|t| t.id == id)
+        .expect("known task")
+}
+
+fn fenced(code: &str) -> String {
+    format!("Here is the function:\n```rust\n{code}\n```\n")
+}
+
+/// The predecessor's published "correct" prime check: `i` reaches `num`, so every prime fails.
+const PREDECESSOR_PRIME: &str = "fn is_prime(num: u64) -> bool {\n    if num < 2 { return false; }\n    for i in 2..=num {\n        if num % i == 0 { return false; }\n    }\n    true\n}";
+
+#[tokio::test]
+async fn every_reference_solution_passes_and_known_wrong_ones_fail() {
+    let grader = grader().await;
+    for task in builtin(TaskSet::Seed)
+        .into_iter()
+        .chain(builtin(TaskSet::Ladder))
+    {
+        let reference = task.reference.clone().unwrap();
+        let grade = grader
+            .grade(&task, &fenced(&reference), Tests::Hidden)
+            .await
+            .unwrap();
+        assert_eq!(
+            grade.verdict,
+            Verdict::Pass,
+            "{}: {:?}",
+            task.id,
+            grade.detail
+        );
+    }
+    let wrong = [
+        ("prime_check", PREDECESSOR_PRIME),
+        (
+            "fibonacci",
+            "fn fibonacci(n: u32) -> u64 { let (mut a, mut b) = (1u64, 1u64); for _ in 0..n { let t = a + b; a = b; b = t; } a }",
+        ),
+        ("is_even", "fn is_even(n: i64) -> bool { n % 2 == 1 }"),
+        (
+            "count_vowels",
+            "fn count_vowels(s: &str) -> usize { s.chars().filter(|c| \"aeiou\".contains(*c)).count() }",
+        ),
+    ];
+    for (id, code) in wrong {
+        let grade = grader
+            .grade(&task(id), &fenced(code), Tests::Hidden)
+            .await
+            .unwrap();
+        assert_eq!(
+            grade.verdict,
+            Verdict::TestFailure,
+            "{id}: {:?}",
+            grade.detail
+        );
+        assert!(grade.detail.is_some());
+    }
+}
+
+#[tokio::test]
+async fn crafted_answers_get_every_verdict() {
+    let grader = grader().await;
+    let prime = task("prime_check");
+    let cases: &[(&str, Verdict, Option<&str>)] = &[
+        (
+            "I am sorry, I cannot write that function.",
+            Verdict::NoCode,
+            None,
+        ),
+        ("   ", Verdict::NoCode, None),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { \"yes\" }\n```",
+            Verdict::CompileError,
+            Some("error"),
+        ),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { n == 7 }\n```",
+            Verdict::TestFailure,
+            None,
+        ),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { loop {} }\n```",
+            Verdict::Timeout,
+            None,
+        ),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { std::process::abort() }\n```",
+            Verdict::Crash,
+            Some("signal"),
+        ),
+        (
+            "```rust\nfn is_prime(n: u64) -> bool { std::process::exit(3) }\n```",
+            Verdict::Crash,
+            Some("code 3"),
+        ),
+    ];
+    for (answer, verdict, detail) in cases {
+        let grade = grader.grade(&prime, answer, Tests::Hidden).await.unwrap();
+        assert_eq!(grade.verdict, *verdict, "{answer:?}: {:?}", grade.detail);
+        if let Some(expected) = detail {
+            let got = grade.detail.clone().unwrap_or_default();
+            assert!(got.contains(expected), "{answer:?}: detail {got:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn identical_code_is_graded_once() {
+    let grader = grader().await;
+    let add = task("add");
+    let code = "fn add(a: i32, b: i32) -> i32 { a + b }";
+    let first = grader
+        .grade(&add, &fenced(code), Tests::Hidden)
+        .await
+        .unwrap();
+    let before = grader.cached();
+    let again = grader
+        .grade(
+            &add,
+            &format!("Sure!\n```\n{code}\n```\nDone."),
+            Tests::Hidden,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(grader.cached(), before, "same source, no new compilation");
+}
+
+#[tokio::test]
+async fn the_verifier_sees_only_the_visible_examples() {
+    let grader = grader().await;
+    let prime = task("prime_check");
+    // Passes the prompt's examples (7 is prime, 10 is not) but not the hidden tests.
+    let overfit = fenced("fn is_prime(n: u64) -> bool { n == 7 }");
+    let verifier = visible_examples_verifier(grader.clone(), prime.clone());
+    assert_eq!(verifier.score(&ChatRequest::new(""), &overfit).await, 1.0);
+    let hidden = grader.grade(&prime, &overfit, Tests::Hidden).await.unwrap();
+    assert_eq!(hidden.verdict, Verdict::TestFailure);
+    let broken = fenced("fn is_prime(n: u64) -> bool { n }");
+    assert_eq!(verifier.score(&ChatRequest::new(""), &broken).await, 0.0);
+}
+
+/// A scripted model: the reference solution for prime_check, a wrong answer for fibonacci, and
+/// a failure for every request whose seed is odd when `flaky` is set.
+fn scripted_model(flaky: bool) -> ScriptedClient {
+    let prime = task("prime_check").reference.unwrap();
+    ScriptedClient::from_fn(move |_, request| {
+        if flaky && request.options.seed.is_some_and(|s| s % 2 == 1) {
+            return Turn::error("connection reset");
+        }
+        let prompt = request.last_user_message().unwrap_or_default();
+        if prompt.starts_with("Rate the above") {
+            Turn::text("8")
+        } else if prompt.contains("is_prime") {
+            Turn::text(fenced(&prime))
+        } else {
+            Turn::text(fenced("fn fibonacci(n: u32) -> u64 { n as u64 }"))
+        }
+    })
+}
+
+fn config(strategies: Vec<StrategyKind>, samples: u32) -> RunConfig {
+    RunConfig {
+        strategies,
+        samples,
+        ..RunConfig::default()
+    }
+}
+
+fn backend() -> BackendInfo {
+    BackendInfo {
+        kind: "scripted".into(),
+        model: "test".into(),
+        reason: "test".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_matrix_grades_every_strategy_over_a_model() {
+    let grader = grader().await;
+    let tasks = builtin(TaskSet::Seed);
+    let client = scripted_model(false);
+    let config = config(StrategyKind::ALL.to_vec(), 2);
+    let mut seen = 0;
+    let records = run_matrix(
+        AnswerSource::Model(&client),
+        &grader,
+        &tasks,
+        &config,
+        &HashSet::new(),
+        |_| seen += 1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 2 * 5 * 2);
+    assert_eq!(seen, records.len());
+    for r in &records {
+        let expected = if r.task_id == "prime_check" {
+            Verdict::Pass
+        } else {
+            Verdict::TestFailure
+        };
+        assert_eq!(r.verdict, expected, "{r:?}");
+        assert!(r.model_calls >= 1);
+        assert!(r.completion_tokens.is_some());
+    }
+    let calls = |kind| {
+        records
+            .iter()
+            .find(|r| r.strategy == kind)
+            .unwrap()
+            .model_calls
+    };
+    assert_eq!(calls(StrategyKind::Baseline), 1);
+    assert_eq!(calls(StrategyKind::DiverseSampling), 3);
+    assert_eq!(
+        calls(StrategyKind::BestOfN),
+        6,
+        "3 candidates + 3 judge calls"
+    );
+    assert_eq!(
+        calls(StrategyKind::BestOfNVerifier),
+        3,
+        "a verifier makes no model call"
+    );
+    let report = Report::build(backend(), config, &tasks, "test".into(), records);
+    assert_eq!(report.strategies[0].pass.successes, 2);
+    assert_eq!(report.strategies[0].pass.trials, 4);
+}
+
+#[tokio::test]
+async fn a_backend_failing_on_some_samples_is_recorded_not_fatal() {
+    let grader = grader().await;
+    let tasks = builtin(TaskSet::Seed);
+    let client = scripted_model(true);
+    let config = config(vec![StrategyKind::Baseline], 4);
+    let records = run_matrix(
+        AnswerSource::Model(&client),
+        &grader,
+        &tasks,
+        &config,
+        &HashSet::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 8);
+    let failed: Vec<_> = records
+        .iter()
+        .filter(|r| r.verdict == Verdict::BackendError)
+        .collect();
+    let odd = (0..4).filter(|&s| config.sample_seed(s) % 2 == 1).count();
+    assert!(odd > 0 && odd < 4, "the seeds exercise both paths");
+    assert_eq!(failed.len(), 2 * odd);
+    assert!(failed.iter().all(|r| {
+        r.detail
+            .as_deref()
+            .is_some_and(|d| d.contains("connection reset"))
+    }));
+    assert!(records.iter().any(|r| r.verdict == Verdict::Pass));
+}
+
+fn replay_rows() -> String {
+    let prime = task("prime_check").reference.unwrap();
+    let mut lines = Vec::new();
+    for sample in 0..3u32 {
+        for (task_id, answer) in [
+            ("prime_check", fenced(&prime)),
+            ("fibonacci", "no idea".to_owned()),
+        ] {
+            for strategy in ["baseline", "reread"] {
+                let answer = if strategy == "reread" && sample == 1 {
+                    fenced(PREDECESSOR_PRIME)
+                } else {
+                    answer.clone()
+                };
+                lines.push(serde_json::json!({
+                    "task_id": task_id, "strategy": strategy, "sample": sample, "answer": answer,
+                    "latency_ms": 100.0 + f64::from(sample), "prompt_tokens": 50, "completion_tokens": 20,
+                    "model_calls": 1
+                }).to_string());
+            }
+        }
+    }
+    lines.join("\n") + "\n"
+}
+
+async fn replay_report(rows: &HashMap<mars::eval::run::SampleKey, SampleRecord>) -> Report {
+    let grader = grader().await;
+    let tasks = builtin(TaskSet::Seed);
+    let config = config(vec![StrategyKind::Baseline, StrategyKind::Reread], 3);
+    let records = run_matrix(
+        AnswerSource::Replay(rows),
+        &grader,
+        &tasks,
+        &config,
+        &HashSet::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    Report::build(backend(), config, &tasks, "test".into(), records)
+}
+
+#[tokio::test]
+async fn a_scripted_replay_reproduces_its_report_byte_for_byte() {
+    let rows = parse_replay(&replay_rows()).unwrap();
+    let first = replay_report(&rows).await;
+    let second = replay_report(&rows).await;
+    let json = |r: &Report| serde_json::to_string_pretty(r).unwrap();
+    assert_eq!(json(&first), json(&second));
+    assert_eq!(
+        render::markdown(&first, Some("plot.svg")),
+        render::markdown(&second, Some("plot.svg"))
+    );
+    assert_eq!(render::svg(&first), render::svg(&second));
+    let base = &first.strategies[0];
+    assert_eq!((base.pass.successes, base.pass.trials), (3, 6));
+    let reread = &first.strategies[1];
+    assert_eq!((reread.pass.successes, reread.pass.trials), (2, 6));
+    // Fibonacci answers are prose, except reread's sample 1 (a prime function: no fibonacci).
+    assert_eq!(
+        first
+            .samples
+            .iter()
+            .filter(|r| r.verdict == Verdict::NoCode)
+            .count(),
+        5
+    );
+    assert_eq!(
+        first
+            .samples
+            .iter()
+            .filter(|r| r.verdict == Verdict::CompileError)
+            .count(),
+        1
+    );
+    assert_eq!(base.latency_p50_ms, Some(101.0));
+}
+
+#[tokio::test]
+async fn resume_after_a_killed_run_gives_the_same_report() {
+    let rows = parse_replay(&replay_rows()).unwrap();
+    let full = replay_report(&rows).await;
+    let grader = grader().await;
+    let tasks = builtin(TaskSet::Seed);
+    let config = config(vec![StrategyKind::Baseline, StrategyKind::Reread], 3);
+    let path = std::env::temp_dir().join(format!("mars-resume-{}.jsonl", std::process::id()));
+    // The killed run: five complete lines, then half of the sixth.
+    let (mut journal, _) = Journal::open(&path, false).unwrap();
+    let first_five: Vec<SampleRecord> = full.samples.iter().take(5).cloned().collect();
+    for record in &first_five {
+        journal.append(record).unwrap();
+    }
+    drop(journal);
+    let cut = serde_json::to_string(&full.samples[5]).unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&cut[..cut.len() / 2]);
+    std::fs::write(&path, text).unwrap();
+
+    let (mut journal, previous) = Journal::open(&path, true).unwrap();
+    assert_eq!(previous, first_five);
+    let done: HashSet<_> = previous.iter().map(SampleRecord::key).collect();
+    let fresh = run_matrix(
+        AnswerSource::Replay(&rows),
+        &grader,
+        &tasks,
+        &config,
+        &done,
+        |r| journal.append(r).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(fresh.len(), full.samples.len() - 5);
+    let mut all = previous;
+    all.extend(fresh);
+    let resumed = Report::build(backend(), config, &tasks, "test".into(), all);
+    assert_eq!(
+        serde_json::to_string(&resumed).unwrap(),
+        serde_json::to_string(&full).unwrap()
+    );
+    let lines = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        full.samples.len(),
+        "the journal holds every sample once"
+    );
+    std::fs::remove_file(&path).unwrap();
+}

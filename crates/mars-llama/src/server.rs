@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mars::{Error, Result};
 
-use crate::model::{ModelEnv, cache_root};
+use crate::model::{Environment, cache_root};
 
 /// The environment variable naming a `llama-server` binary to use instead of the cached build.
 pub const SERVER_ENV: &str = "MARS_LLAMA_SERVER";
@@ -24,7 +24,7 @@ pub const SERVER_ENV: &str = "MARS_LLAMA_SERVER";
 pub const SERVER_SOURCE_VERSION: &str = "0.3.36";
 
 /// Where `scripts/build-llama-server.sh` caches the binary.
-pub fn cached_server_path(env: &ModelEnv) -> Option<PathBuf> {
+pub fn cached_server_path(env: &Environment) -> Option<PathBuf> {
     cache_root(env).map(|root| {
         root.join("llama-server")
             .join(SERVER_SOURCE_VERSION)
@@ -33,9 +33,9 @@ pub fn cached_server_path(env: &ModelEnv) -> Option<PathBuf> {
 }
 
 /// The `llama-server` binary: `MARS_LLAMA_SERVER`, else the cached build.
-pub fn find_server() -> Result<PathBuf> {
+pub fn find_server(env: &Environment) -> Result<PathBuf> {
     let program = "llama-server".to_owned();
-    if let Some(path) = std::env::var_os(SERVER_ENV).filter(|v| !v.is_empty()) {
+    if let Some(path) = env.llama_server.as_ref().filter(|v| !v.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
@@ -46,7 +46,7 @@ pub fn find_server() -> Result<PathBuf> {
             })
         };
     }
-    match cached_server_path(&ModelEnv::from_process()) {
+    match cached_server_path(env) {
         Some(path) if path.is_file() => Ok(path),
         cached => Err(Error::Process {
             program,
@@ -281,10 +281,26 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_binary_names_the_build_script() {
+        let env = Environment {
+            home: Some(OsString::from("/nonexistent-home")),
+            ..Environment::default()
+        };
+        let err = find_server(&env).unwrap_err().to_string();
+        assert!(err.contains("scripts/build-llama-server.sh"), "{err}");
+        let env = Environment {
+            llama_server: Some(OsString::from("/nonexistent/llama-server")),
+            ..env
+        };
+        let err = find_server(&env).unwrap_err().to_string();
+        assert!(err.contains("MARS_LLAMA_SERVER"), "{err}");
+    }
+
+    #[test]
     fn the_cached_binary_lives_under_the_mars_cache() {
-        let env = ModelEnv {
+        let env = Environment {
             home: Some(OsString::from("/home/u")),
-            ..ModelEnv::default()
+            ..Environment::default()
         };
         assert_eq!(
             cached_server_path(&env),

@@ -57,7 +57,7 @@ pub(crate) fn run(
     backend: &'static LlamaBackend,
     settings: Settings,
     jobs: Receiver<Job>,
-    ready: SyncSender<Result<()>>,
+    ready: SyncSender<Result<u32>>,
 ) {
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(settings.context_size))
@@ -75,14 +75,18 @@ pub(crate) fn run(
             return;
         }
     };
-    let capacity = settings.batch_size.max(settings.max_sequences) as usize;
+    // llama.cpp rounds the context up and caps the batch at the requested context: use what
+    // it chose.
+    let context_size = ctx.n_ctx();
+    let batch_size = ctx.n_batch().max(1);
     let mut worker = Worker {
         shared: &shared,
         ctx,
-        batch: LlamaBatch::new(capacity, 1),
-        settings,
+        batch: LlamaBatch::new(batch_size as usize, 1),
+        batch_size: batch_size as usize,
+        max_sequences: settings.max_sequences.clamp(1, batch_size) as usize,
     };
-    if ready.send(Ok(())).is_err() {
+    if ready.send(Ok(context_size)).is_err() {
         return;
     }
     while let Ok(job) = jobs.recv() {
@@ -95,7 +99,10 @@ struct Worker<'m> {
     shared: &'m Shared,
     ctx: LlamaContext<'m>,
     batch: LlamaBatch<'static>,
-    settings: Settings,
+    /// Most tokens per decode call.
+    batch_size: usize,
+    /// Most sequences decoded together (at most `batch_size`).
+    max_sequences: usize,
 }
 
 /// Per-sample state while decoding.
@@ -143,7 +150,7 @@ impl Worker<'_> {
                 return deliver(sink, results);
             }
         };
-        let group_size = self.settings.max_sequences.max(1) as usize;
+        let group_size = self.max_sequences;
         let mut remaining = seqs.into_iter().peekable();
         while remaining.peek().is_some() {
             let mut group: Vec<Seq> = remaining.by_ref().take(group_size).collect();
@@ -185,9 +192,8 @@ impl Worker<'_> {
         self.ctx.clear_kv_cache();
 
         let prompt_start = Instant::now();
-        let chunk_size = self.settings.batch_size.max(1) as usize;
         let mut pos = 0i32;
-        for chunk in prompt.chunks(chunk_size) {
+        for chunk in prompt.chunks(self.batch_size) {
             self.batch.clear();
             for &token in chunk {
                 let last = pos as usize == prompt.len() - 1;

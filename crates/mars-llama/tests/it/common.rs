@@ -6,7 +6,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use mars::SamplingOptions;
-use mars_llama::model::resolve_model_with_notice;
+use mars_llama::model::{Environment, resolve_model_with_notice};
+use mars_llama::server::{LlamaServer, ServerConfig, find_server};
 use mars_llama::{LlamaConfig, LlamaEngine};
 
 /// The model every test uses: `MARS_MODEL`, the cache, or a fetch of the default model.
@@ -51,4 +52,19 @@ pub async fn within<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(300), future)
         .await
         .expect("the test hung for 5 minutes")
+}
+
+/// A llama-server of its own for one test, on loopback with the tests' model; killed on drop.
+/// Fails (never skips) when the binary is missing, naming the script that builds it.
+pub async fn start_server() -> LlamaServer {
+    let binary = find_server(&Environment::from_env()).unwrap_or_else(|e| panic!("{e}"));
+    let config = ServerConfig {
+        threads: 2,
+        parallel: 1,
+        ..ServerConfig::new(binary, model_path())
+    };
+    tokio::task::spawn_blocking(move || LlamaServer::start(&config))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -195,3 +195,42 @@ async fn a_missing_model_file_is_a_clear_error() {
     assert!(matches!(err, Error::ModelUnavailable { .. }), "{err}");
     assert!(err.to_string().contains("MARS_MODEL"), "{err}");
 }
+
+#[tokio::test]
+async fn the_context_window_bounds_prompts_and_answers() {
+    let small = mars_llama::LlamaEngine::load(mars_llama::LlamaConfig {
+        context_size: 96,
+        batch_size: 16,
+        ..mars_llama::LlamaConfig::new(crate::common::model_path())
+    })
+    .unwrap();
+    let window = u64::from(small.context_size());
+    assert!((96..=512).contains(&window), "{window}");
+    let long = ChatRequest::new("word ".repeat(600)).with_options(greedy(4));
+    let err = within(small.complete(long)).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ContextWindow { available, .. } if available == window),
+        "{err}"
+    );
+    // Without max_tokens, an answer stops when the window is full. A long system prompt (fed in
+    // 16-token chunks) leaves about 30 tokens of the window for the story.
+    let mut system = String::new();
+    let story = loop {
+        system.push_str("You tell long, detailed stories. ");
+        let request = ChatRequest::new("Write a long story about a dragon.")
+            .with_system(system.clone())
+            .with_options(SamplingOptions {
+                temperature: Some(0.0),
+                ..SamplingOptions::default()
+            });
+        if small.count_prompt_tokens(&request).unwrap() as u64 + 30 >= window {
+            break request;
+        }
+    };
+    let completion = within(small.complete(story)).await.unwrap();
+    let used =
+        completion.usage.prompt_tokens.unwrap() + completion.usage.completion_tokens.unwrap();
+    assert_eq!(completion.finish_reason, FinishReason::Length);
+    // Every token but the last took a cell of the window.
+    assert_eq!(used, window + 1, "{completion:?}");
+}

@@ -1,20 +1,10 @@
 //! llama-server on loopback: starts with the resolved model, answers, and stops on drop.
 
-use mars_llama::server::{LlamaServer, ServerConfig, find_server};
-
-use crate::common::model_path;
+use crate::common::start_server;
 
 #[tokio::test]
 async fn llama_server_starts_answers_and_stops() {
-    let binary = find_server().unwrap_or_else(|e| panic!("{e}"));
-    let config = ServerConfig {
-        threads: 2,
-        ..ServerConfig::new(binary, model_path())
-    };
-    let server = tokio::task::spawn_blocking(move || LlamaServer::start(&config))
-        .await
-        .unwrap()
-        .unwrap();
+    let server = start_server().await;
     let url = server.base_url();
     let body = serde_json::json!({
         "messages": [{"role": "user", "content": "Say hello."}],

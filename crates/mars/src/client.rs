@@ -504,7 +504,10 @@ mod tests {
             model_calls: 1,
             ..call
         });
-        assert_eq!(sum.prompt_tokens, None, "an unknown count makes the sum unknown");
+        assert_eq!(
+            sum.prompt_tokens, None,
+            "an unknown count makes the sum unknown"
+        );
         assert_eq!(sum.completion_tokens, Some(15));
     }
 

@@ -175,7 +175,9 @@ impl ScriptedClient {
 
     /// A client that asks `responder` for the turn of each request, given the request's 0-based
     /// index (in the order requests were first polled) and the request itself.
-    pub fn from_fn(responder: impl Fn(usize, &ChatRequest) -> Turn + Send + Sync + 'static) -> Self {
+    pub fn from_fn(
+        responder: impl Fn(usize, &ChatRequest) -> Turn + Send + Sync + 'static,
+    ) -> Self {
         ScriptedClient {
             source: Source::Responder(Box::new(responder)),
             requests: Arc::default(),

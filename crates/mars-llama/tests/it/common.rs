@@ -1,6 +1,7 @@
 //! Shared fixtures: one engine per test binary, over the model the resolver finds.
 
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -19,11 +20,20 @@ pub fn model_path() -> PathBuf {
     PATH.clone()
 }
 
+/// Decode threads of the test engines and servers. One: the tests run side by side, and
+/// llama.cpp's OpenMP workers spin, so several multi-threaded decoders on a small machine slow
+/// each other down many times over. Thread counts do not change results (tested in
+/// `sampling`); speed is measured by `examples/engine_bench.rs`.
+pub const THREADS: usize = 1;
+
 /// The engine shared by the tests of this binary (loaded once).
 pub fn engine() -> &'static LlamaEngine {
     static ENGINE: LazyLock<LlamaEngine> = LazyLock::new(|| {
-        LlamaEngine::load(LlamaConfig::new(model_path()))
-            .unwrap_or_else(|e| panic!("engine failed to load: {e}"))
+        LlamaEngine::load(LlamaConfig {
+            threads: NonZeroUsize::new(THREADS),
+            ..LlamaConfig::new(model_path())
+        })
+        .unwrap_or_else(|e| panic!("engine failed to load: {e}"))
     });
     &ENGINE
 }
@@ -59,7 +69,7 @@ pub async fn within<F: Future>(future: F) -> F::Output {
 pub async fn start_server() -> LlamaServer {
     let binary = find_server(&Environment::from_env()).unwrap_or_else(|e| panic!("{e}"));
     let config = ServerConfig {
-        threads: 2,
+        threads: THREADS,
         parallel: 1,
         ..ServerConfig::new(binary, model_path())
     };

@@ -201,6 +201,7 @@ async fn the_context_window_bounds_prompts_and_answers() {
     let small = mars_llama::LlamaEngine::load(mars_llama::LlamaConfig {
         context_size: 96,
         batch_size: 16,
+        threads: std::num::NonZeroUsize::new(crate::common::THREADS),
         ..mars_llama::LlamaConfig::new(crate::common::model_path())
     })
     .unwrap();

@@ -4,7 +4,7 @@
 use mars::{BatchRequest, ChatRequest, ModelClient, ModelClientExt};
 use mars_llama::{LlamaConfig, LlamaEngine};
 
-use crate::common::{engine, model_path, seeded, within};
+use crate::common::{THREADS, engine, model_path, seeded, within};
 
 const PROMPT: &str = "Tell me a short story about a fox.";
 
@@ -23,9 +23,10 @@ async fn the_same_seed_gives_the_same_text_whatever_ran_before() {
     let batch = BatchRequest::new(other, vec![seeded(1, 8), seeded(2, 8)]);
     within(engine().complete_batch(batch)).await;
     assert_eq!(sample(engine(), 42).await, first);
-    // A separately loaded engine (its own context, nothing run before) agrees too.
+    // A separately loaded engine (its own context, nothing run before, another thread count)
+    // agrees too.
     let fresh = LlamaEngine::load(LlamaConfig {
-        threads: std::num::NonZeroUsize::new(1),
+        threads: std::num::NonZeroUsize::new(THREADS + 1),
         ..LlamaConfig::new(model_path())
     })
     .unwrap();
@@ -76,6 +77,7 @@ async fn batched_samples_equal_sequential_samples_with_the_same_seeds() {
 async fn batches_larger_than_the_sequence_bound_run_in_groups() {
     let small = LlamaEngine::load(LlamaConfig {
         max_sequences: 2,
+        threads: std::num::NonZeroUsize::new(THREADS),
         ..LlamaConfig::new(model_path())
     })
     .unwrap();

@@ -277,7 +277,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     sandbox_config.run.wall = Duration::from_secs_f64(args.run_timeout);
     sandbox_config.run.address_space = args.memory_mb * 1024 * 1024;
     let sandbox = Sandbox::new(sandbox_config).await?;
-    let isolation = format!("{:?}", sandbox.isolation());
+    let isolation = sandbox.isolation().to_string();
     let grader = Grader::new(sandbox);
     let strategy_names: Vec<&str> = config.strategies.iter().map(|s| s.as_str()).collect();
     println!(

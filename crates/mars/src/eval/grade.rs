@@ -148,7 +148,9 @@ impl Grader {
         };
         let grade = cell
             .get_or_try_init(|| async {
-                let outcome = self.sandbox.compile_and_test(&source, &[]).await?;
+                // Two test threads stay well under the sandbox's process cap.
+                let args = ["--test-threads=2".to_owned()];
+                let outcome = self.sandbox.compile_and_test(&source, &args).await?;
                 let (verdict, detail) = judge(&outcome);
                 tracing::debug!(task = %task.id, verdict = verdict.as_str(), "graded");
                 Ok::<_, crate::Error>(Grade {

@@ -1,0 +1,302 @@
+//! [`LlamaEngine`]: a GGUF model loaded once and served by a dedicated decode thread.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, sync_channel};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{LogOptions, send_logs_to_tracing};
+use mars::{BatchRequest, ChatRequest, Completion, Error, EventStream, ModelClient, Result};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::prompt::{chat_messages, default_system_prompt};
+use crate::worker::{self, Job, Settings, Sink};
+
+/// How to load and run a model. Plain data; [`LlamaConfig::new`] fills in the defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlamaConfig {
+    /// The GGUF file (see [`crate::model::resolve_model`]).
+    pub model_path: PathBuf,
+    /// Decode threads; `None` uses every available core.
+    pub threads: Option<NonZeroUsize>,
+    /// Context window in tokens, shared by all sequences of a batch; capped at the model's
+    /// training context.
+    pub context_size: u32,
+    /// Most sequences decoded together; larger batches run in groups of this size.
+    pub max_sequences: u32,
+    /// Most prompt tokens evaluated per llama.cpp call.
+    pub batch_size: u32,
+}
+
+impl LlamaConfig {
+    /// Default context window.
+    pub const DEFAULT_CONTEXT_SIZE: u32 = 8192;
+    /// Default bound on sequences decoded together.
+    pub const DEFAULT_MAX_SEQUENCES: u32 = 16;
+    /// Default prompt chunk.
+    pub const DEFAULT_BATCH_SIZE: u32 = 512;
+
+    /// The defaults for this model file.
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        LlamaConfig {
+            model_path: model_path.into(),
+            threads: None,
+            context_size: Self::DEFAULT_CONTEXT_SIZE,
+            max_sequences: Self::DEFAULT_MAX_SEQUENCES,
+            batch_size: Self::DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+/// The embedded llama.cpp backend.
+///
+/// Loads a GGUF once; one worker thread owns the llama.cpp context and serves requests in
+/// order, so the async runtime is never blocked and concurrent requests are safe (they queue).
+/// The model's own chat template renders the conversation (with its default system prompt when
+/// the request has none). Every sampling option is honoured; options left `None` take
+/// llama-server's defaults (see [`crate::sampling`]).
+///
+/// [`ModelClient::complete_batch`] evaluates the prompt once, copies its KV cells to every
+/// sequence and decodes all samples together, one batch per step, each with its own seeded
+/// sampler. Results are deterministic: nothing is cached between requests, so the same request
+/// and seed give the same text whatever ran before. Usage durations that a batch shares (the
+/// prompt evaluation, each decode step) are divided among the samples that shared them, so
+/// summing the samples' usage gives the true time.
+///
+/// `completion_tokens` counts the generated tokens that make up the text (including those of a
+/// stop string, which were generated, but not the end-of-generation token).
+pub struct LlamaEngine {
+    shared: Arc<Shared>,
+    jobs: Sender<Job>,
+    threads: usize,
+    context_size: u32,
+}
+
+impl std::fmt::Debug for LlamaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaEngine")
+            .field("model_path", &self.shared.path)
+            .field("threads", &self.threads)
+            .field("context_size", &self.context_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the worker and the engine share: the model and its prompt format.
+pub(crate) struct Shared {
+    pub(crate) model: LlamaModel,
+    template: LlamaChatTemplate,
+    default_system: Option<String>,
+    path: PathBuf,
+}
+
+impl Shared {
+    /// The conversation rendered by the model's template, ending with the assistant's turn.
+    pub(crate) fn render(&self, request: &ChatRequest) -> Result<String> {
+        let messages = chat_messages(request, self.default_system.as_deref())
+            .into_iter()
+            .map(|(role, content)| LlamaChatMessage::new(role.to_owned(), content))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Engine {
+                operation: "render the prompt",
+                detail: e.to_string(),
+            })?;
+        self.model
+            .apply_chat_template(&self.template, &messages, true)
+            .map_err(|e| Error::Engine {
+                operation: "apply the chat template",
+                detail: e.to_string(),
+            })
+    }
+
+    /// The tokens the engine evaluates for `request`.
+    pub(crate) fn prompt_tokens(&self, request: &ChatRequest) -> Result<Vec<LlamaToken>> {
+        let text = self.render(request)?;
+        Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
+    }
+}
+
+impl LlamaEngine {
+    /// Loads the model and starts the worker thread. Blocking (a second or so for the default
+    /// model): from async code, call it inside `tokio::task::spawn_blocking`.
+    pub fn load(config: LlamaConfig) -> Result<Self> {
+        let path = config.model_path;
+        if !path.is_file() {
+            return Err(Error::ModelUnavailable {
+                step: "load",
+                detail: format!("{} is not a file", path.display()),
+            });
+        }
+        let backend = backend()?;
+        let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
+            .map_err(|e| Error::Engine {
+                operation: "load the model",
+                detail: format!("{}: {e}", path.display()),
+            })?;
+        let template = model.chat_template(None).map_err(|e| Error::Engine {
+            operation: "read the chat template",
+            detail: format!("{}: {e}", path.display()),
+        })?;
+        let default_system = template.to_str().ok().and_then(default_system_prompt);
+        let threads = config
+            .threads
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, NonZeroUsize::get);
+        let context_size = config.context_size.min(model.n_ctx_train()).max(1);
+        let settings = Settings {
+            threads: i32::try_from(threads).unwrap_or(i32::MAX),
+            context_size,
+            max_sequences: config.max_sequences.max(1),
+            batch_size: config.batch_size.max(1),
+        };
+        let shared = Arc::new(Shared {
+            model,
+            template,
+            default_system,
+            path,
+        });
+        let (jobs, receiver) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = sync_channel(1);
+        let worker_shared = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("mars-llama-decode".into())
+            .spawn(move || worker::run(worker_shared, backend, settings, receiver, ready_tx))
+            .map_err(|e| Error::Engine {
+                operation: "start the decode thread",
+                detail: e.to_string(),
+            })?;
+        ready_rx.recv().map_err(|_| worker_gone())??;
+        tracing::info!(
+            path = %shared.path.display(),
+            threads,
+            context_size,
+            "llama.cpp engine ready"
+        );
+        Ok(LlamaEngine {
+            shared,
+            jobs,
+            threads,
+            context_size,
+        })
+    }
+
+    /// The GGUF file this engine runs.
+    pub fn model_path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Decode threads in use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The context window in tokens.
+    pub fn context_size(&self) -> u32 {
+        self.context_size
+    }
+
+    /// The system prompt used when a request has none (the chat template's default).
+    pub fn default_system_prompt(&self) -> Option<&str> {
+        self.shared.default_system.as_deref()
+    }
+
+    /// The prompt text the model sees for `request`, rendered by the model's chat template.
+    pub fn render_prompt(&self, request: &ChatRequest) -> Result<String> {
+        self.shared.render(request)
+    }
+
+    /// How many tokens the engine evaluates for `request` (its `prompt_tokens` usage).
+    pub fn count_prompt_tokens(&self, request: &ChatRequest) -> Result<usize> {
+        Ok(self.shared.prompt_tokens(request)?.len())
+    }
+
+    /// How many tokens the model's tokenizer makes of plain `text` (no special tokens).
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.shared
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), false, false)
+            .len()
+    }
+
+    fn submit(
+        &self,
+        request: ChatRequest,
+        samples: Vec<mars::SamplingOptions>,
+        sink: Sink,
+    ) -> bool {
+        let job = Job {
+            request,
+            samples,
+            sink,
+            submitted: Instant::now(),
+        };
+        self.jobs.send(job).is_ok()
+    }
+}
+
+impl ModelClient for LlamaEngine {
+    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
+        Box::pin(async_stream::stream! {
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let samples = vec![request.options.clone()];
+            if !self.submit(request, samples, Sink::Stream(tx)) {
+                yield Err(worker_gone());
+                return;
+            }
+            let mut ended = false;
+            while let Some(event) = rx.recv().await {
+                ended = !matches!(event, Ok(mars::StreamEvent::Delta(_)));
+                yield event;
+            }
+            if !ended {
+                yield Err(worker_gone());
+            }
+        })
+    }
+
+    /// Decodes the samples together (see the type's documentation); `batch.concurrency` does
+    /// not apply, the engine decodes up to [`LlamaConfig::max_sequences`] at once.
+    fn complete_batch(&self, batch: BatchRequest) -> BoxFuture<'_, Vec<Result<Completion>>> {
+        Box::pin(async move {
+            let n = batch.samples.len();
+            let failed = || (0..n).map(|_| Err(worker_gone())).collect();
+            if n == 0 {
+                return Vec::new();
+            }
+            let (tx, rx) = oneshot::channel();
+            if !self.submit(batch.request, batch.samples, Sink::Batch(tx)) {
+                return failed();
+            }
+            rx.await.unwrap_or_else(|_| failed())
+        })
+    }
+}
+
+/// llama.cpp's process-wide backend, initialized once, with its logs sent to `tracing`.
+fn backend() -> Result<&'static LlamaBackend> {
+    static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            send_logs_to_tracing(LogOptions::default());
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|detail| Error::Engine {
+            operation: "initialize llama.cpp",
+            detail: detail.clone(),
+        })
+}
+
+fn worker_gone() -> Error {
+    Error::Engine {
+        operation: "serve the request",
+        detail: "the decode thread has stopped".into(),
+    }
+}

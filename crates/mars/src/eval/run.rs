@@ -542,15 +542,17 @@ fn record_of(
     let usage = &outcome.usage;
     let distinct: HashSet<&str> = outcome.candidates.iter().map(|c| c.text.as_str()).collect();
     let latency_ms = latency.as_secs_f64() * 1e3;
+    // A single-call strategy streams its one call through: the user sees that call's first
+    // token. A strategy that selects among candidates shows its answer only at the end.
+    let first_token = match outcome.candidates.as_slice() {
+        [only] => only.usage.time_to_first_token,
+        _ => None,
+    };
     SampleRecord {
         seed,
         answer: outcome.answer.clone(),
         latency_ms,
-        ttft_ms: Some(
-            usage
-                .time_to_first_token
-                .map_or(latency_ms, |t| t.as_secs_f64() * 1e3),
-        ),
+        ttft_ms: Some(first_token.map_or(latency_ms, |t| t.as_secs_f64() * 1e3)),
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
         model_calls: usage.model_calls,

@@ -257,7 +257,7 @@ def run_in_container(job: dict[str, Any], options: dict[str, Any]) -> dict[str, 
             env["XDG_CACHE_HOME"] = f"{VOLUME_PATH}/cache"
         result = run_binary(binary, job, options, workdir, env, budget, model_path)
         models_volume.commit()
-        return {**result, **extra, "setup_s": 0.0}
+        return {**result, **extra}
     env["OLLAMA_HOST"] = OLLAMA_HOST
     env["OLLAMA_MODELS"] = f"{VOLUME_PATH}/ollama"
     log_path = workdir / "ollama.log"
@@ -281,7 +281,8 @@ def run_in_container(job: dict[str, Any], options: dict[str, Any]) -> dict[str, 
                            _tail(pull.stdout, pull.stderr), **extra)
         models_volume.commit()
         extra["setup_s"] = time.monotonic() - started
-        result = run_binary(binary, job, options, workdir, env, budget - extra["setup_s"])
+        remaining = max(60.0, budget - extra["setup_s"])
+        result = run_binary(binary, job, options, workdir, env, remaining)
         try:
             ps = subprocess.run(["ollama", "ps"], env=env, capture_output=True, text=True,
                                 timeout=30)
@@ -336,7 +337,8 @@ def main(
         for job, out in zip(jobs, outputs, strict=True)
     ]
     runner = {"kind": "modal", "gpu": gpu or GPU, "wall_s": time.monotonic() - started}
-    finish(results, options, runner, Path(output))
+    if finish(results, options, runner, Path(output)) != 0:
+        sys.exit(1)
 
 
 # --- merging and writing -----------------------------------------------------------------------
@@ -415,8 +417,9 @@ def recommend(results: list[dict[str, Any]]) -> list[str]:
             out.append("It beats every other (model, strategy) pair beyond the 95% intervals.")
         elif others:
             out.append(f"It beats {beaten} of the {len(others)} other (model, strategy) pairs "
-                       f"beyond the 95% intervals; the other {len(others) - beaten} overlap it, "
-                       "so more --samples are needed to rank them.")
+                       f"beyond the 95% intervals; the intervals of the other "
+                       f"{len(others) - beaten} overlap its own, so more --samples are needed to "
+                       "rank them.")
         efficient = [(m, s) for m, s in pairs if (s.get("passes_per_1k_tokens") or 0) > 0]
         if efficient:
             m, s = max(efficient, key=lambda ms: ms[1]["passes_per_1k_tokens"])
@@ -496,8 +499,8 @@ def render_markdown(merged: dict[str, Any], results: list[dict[str, Any]], asset
     configs = {json.dumps(r["report"]["config"], sort_keys=True) for r in ok}
     if len(configs) == 1:
         c = ok[0]["report"]["config"]
-        out.append(f"- every model: strategies {', '.join(c['strategies'])}; {c['samples']} "
-                   f"samples per (task, strategy); seed {c['seed']}; max tokens {c['max_tokens']}; "
+        out.append(f"- every model: strategies {', '.join(c['strategies'])}; samples per (task, "
+                   f"strategy) {c['samples']}; seed {c['seed']}; max tokens {c['max_tokens']}; "
                    f"temperature {c['temperature']}; candidates {c['candidates']}")
     out.append("- merged data: the JSON file next to this one; per-model plots in "
                f"`{assets}/`\n")
@@ -512,10 +515,12 @@ def render_markdown(merged: dict[str, Any], results: list[dict[str, Any]], asset
         report = r["report"]
         best = best_strategy(report)
         errors, total = backend_errors(report)
+        if best is None or best["pass"]["successes"] == 0:
+            lead = ["none passed", "–"]
+        else:
+            lead = [best["strategy"], pass_cell(best["pass"])]
         rows.append([r["label"], f"{report['backend']['kind']} ({report['backend']['model']})",
-                     "ok", best["strategy"] if best else "–",
-                     pass_cell(best["pass"]) if best else "–", str(total), str(errors),
-                     _opt(r.get("wall_s")), gpu])
+                     "ok", *lead, str(total), str(errors), _opt(r.get("wall_s")), gpu])
     out.append(_table(["model", "backend", "status", "best strategy", "its pass rate [95% CI]",
                        "samples", "backend errors", "benchmark s", "GPU"], rows))
     if ok:
@@ -540,13 +545,12 @@ def render_markdown(merged: dict[str, Any], results: list[dict[str, Any]], asset
                            f"{r['log_tail'].replace('```', '` ` `')}\n```\n</details>\n")
     for r in ok:
         out.append(f"## {r['label']}\n")
-        facts = [f"- backend: {r['report']['backend']['reason']}"]
-        if r.get("ollama_ps"):
-            facts.append(f"- `ollama ps` after the run: `{' '.join(r['ollama_ps'].split())}`")
+        fact = f"- benchmark: {r['wall_s']:.0f} s wall"
         if r.get("setup_s") is not None:
-            facts.append(f"- model preparation: {r['setup_s']:.0f} s; "
-                         f"benchmark: {r['wall_s']:.0f} s")
-        out.append("\n".join(facts) + "\n")
+            fact += f", after {r['setup_s']:.0f} s starting Ollama and pulling the model"
+        out.append(fact + (f" on {r['gpu']}\n" if r.get("gpu") else "\n"))
+        if r.get("ollama_ps"):
+            out.append(f"`ollama ps` after the run:\n\n```text\n{r['ollama_ps']}\n```\n")
         plot = f"{r['slug']}.svg" if r.get("svg") else None
         out.append(embed_report(r["markdown"], plot, f"{assets}/{r['slug']}.svg"))
     return "\n".join(out).rstrip() + "\n"
@@ -607,7 +611,8 @@ def local_main(argv: list[str]) -> int:
                         help="seconds per model")
     parser.add_argument("--output", default="MODAL_BENCHMARK_RESULTS.md")
     args = parser.parse_args(argv)
-    if not Path(args.binary).is_file():
+    binary = Path(args.binary).resolve()  # the runs' working directories are elsewhere
+    if not binary.is_file():
         parser.error(f"{args.binary} does not exist; build it with `{CARGO_BUILD}`")
     jobs = parse_models(args.models)
     options = run_options(args.strategies, args.tasks, args.samples, args.seed, args.max_tokens,
@@ -619,7 +624,7 @@ def local_main(argv: list[str]) -> int:
             print(f"running {job['label']} ...", flush=True)
             workdir = Path(tmp) / job["slug"]
             workdir.mkdir()
-            results.append(run_local(job, options, args.binary, args.timeout, workdir))
+            results.append(run_local(job, options, str(binary), args.timeout, workdir))
     runner = {"kind": "local", "gpu": None, "wall_s": time.monotonic() - started}
     return finish(results, options, runner, Path(args.output))
 

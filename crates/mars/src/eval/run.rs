@@ -132,7 +132,7 @@ impl Default for RunConfig {
             strategies: StrategyKind::SEED.to_vec(),
             samples: 2,
             seed: 42,
-            max_tokens: 160,
+            max_tokens: 128,
             temperature: 0.7,
             candidates: 3,
             concurrency: 2,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::client::{EventStream, Finish, StreamEvent};
+use crate::client::{ChatRequest, EventStream, Finish, StreamEvent};
 use crate::error::{Error, Result, TimeoutPhase, truncate_for_error};
 
 /// Timeouts and retries of an HTTP client.
@@ -66,6 +66,29 @@ impl HttpOptions {
             .saturating_mul(factor)
             .min(self.max_backoff)
     }
+}
+
+/// A base URL without its trailing slashes, rejected when it does not parse.
+pub(crate) fn checked_base_url(base_url: &str) -> Result<String> {
+    let base = base_url.trim_end_matches('/').to_owned();
+    reqwest::Url::parse(&base).map_err(|err| Error::InvalidConfig {
+        field: "base_url",
+        reason: format!("{base_url:?} is not a URL: {err}"),
+    })?;
+    Ok(base)
+}
+
+/// The `messages` array shared by Ollama's and the OpenAI chat APIs: the system prompt first.
+pub(crate) fn wire_messages(request: &ChatRequest) -> Vec<serde_json::Value> {
+    let system = request
+        .system
+        .iter()
+        .map(|system| serde_json::json!({"role": "system", "content": system}));
+    let rest = request
+        .messages
+        .iter()
+        .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}));
+    system.chain(rest).collect()
 }
 
 /// Largest error body kept in [`Error::Http`].

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::backends::framing::LineDecoder;
-use crate::backends::http::{HttpOptions, Transport, WireDecoder, event_stream};
+use crate::backends::http::{
+    HttpOptions, Transport, WireDecoder, checked_base_url, event_stream, wire_messages,
+};
 use crate::client::{
     ChatRequest, EventStream, Finish, FinishReason, ModelClient, SamplingOptions, StreamEvent,
     Usage,
@@ -115,11 +117,7 @@ pub struct OllamaClient {
 impl OllamaClient {
     /// A client with this configuration; rejects a malformed base URL or zero timeouts.
     pub fn new(config: OllamaConfig) -> Result<Self> {
-        let base = config.base_url.trim_end_matches('/').to_owned();
-        reqwest::Url::parse(&base).map_err(|err| Error::InvalidConfig {
-            field: "base_url",
-            reason: format!("{:?} is not a URL: {err}", config.base_url),
-        })?;
+        let base = checked_base_url(&config.base_url)?;
         if config.model.trim().is_empty() {
             return Err(Error::InvalidConfig {
                 field: "model",
@@ -191,13 +189,7 @@ impl OllamaClient {
 
     /// The JSON body sent for `request`.
     pub fn request_body(&self, request: &ChatRequest) -> Value {
-        let mut messages = Vec::with_capacity(request.messages.len() + 1);
-        if let Some(system) = &request.system {
-            messages.push(json!({"role": "system", "content": system}));
-        }
-        for message in &request.messages {
-            messages.push(json!({"role": message.role.as_str(), "content": message.content}));
-        }
+        let messages = wire_messages(request);
         let mut body = json!({
             "model": self.config.model,
             "messages": messages,

@@ -8,7 +8,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::backends::framing::{SseDecoder, SseEvent};
-use crate::backends::http::{HttpOptions, Transport, WireDecoder, event_stream};
+use crate::backends::http::{
+    HttpOptions, Transport, WireDecoder, checked_base_url, event_stream, wire_messages,
+};
 use crate::client::{
     ChatRequest, EventStream, Finish, FinishReason, ModelClient, StreamEvent, Usage,
 };
@@ -78,11 +80,7 @@ pub struct OpenAiClient {
 impl OpenAiClient {
     /// A client with this configuration; rejects a malformed base URL or zero timeouts.
     pub fn new(config: OpenAiConfig) -> Result<Self> {
-        let base = config.base_url.trim_end_matches('/').to_owned();
-        reqwest::Url::parse(&base).map_err(|err| Error::InvalidConfig {
-            field: "base_url",
-            reason: format!("{:?} is not a URL: {err}", config.base_url),
-        })?;
+        let base = checked_base_url(&config.base_url)?;
         let transport = Transport::new(config.http.clone())?;
         Ok(OpenAiClient {
             config: OpenAiConfig {
@@ -105,13 +103,7 @@ impl OpenAiClient {
 
     /// The JSON body sent for `request`.
     pub fn request_body(&self, request: &ChatRequest) -> Value {
-        let mut messages = Vec::with_capacity(request.messages.len() + 1);
-        if let Some(system) = &request.system {
-            messages.push(json!({"role": "system", "content": system}));
-        }
-        for message in &request.messages {
-            messages.push(json!({"role": message.role.as_str(), "content": message.content}));
-        }
+        let messages = wire_messages(request);
         let mut body = Map::new();
         body.insert("model".into(), json!(self.config.model));
         body.insert("messages".into(), Value::Array(messages));

@@ -23,10 +23,8 @@
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::{Candidate, Outcome, Score, Strategy, finish_outcome, pass_through, total_usage};
-use crate::client::{
-    BatchRequest, ChatRequest, Completion, EventStream, ModelClient, collect_completion,
-};
+use super::{Outcome, Strategy, pass_through, single_call_outcome};
+use crate::client::{BatchRequest, ChatRequest, Completion, EventStream, ModelClient};
 use crate::error::Result;
 
 /// One pass through the inner client, request unchanged (see the [module docs](self)).
@@ -60,17 +58,7 @@ impl<C: ModelClient> Baseline<C> {
     pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
         let started = Instant::now();
         let options = request.options.clone();
-        let completion = collect_completion(self.inner.stream_chat(request)).await?;
-        let candidates = vec![Candidate {
-            options,
-            text: completion.text,
-            finish_reason: Some(completion.finish_reason),
-            usage: completion.usage,
-            score: Score::Unscored,
-            dropped: None,
-        }];
-        let usage = total_usage(&candidates, &[], started);
-        finish_outcome(Self::NAME, candidates, 0, usage)
+        single_call_outcome(&self.inner, Self::NAME, options, request, started).await
     }
 }
 

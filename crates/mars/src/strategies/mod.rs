@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::client::{
     BatchRequest, ChatRequest, EventStream, Finish, FinishReason, ModelClient, SamplingOptions,
-    StreamEvent, Usage,
+    StreamEvent, Usage, collect_completion,
 };
 use crate::error::{Error, Result, truncate_for_error};
 
@@ -314,6 +314,29 @@ pub(crate) fn ensure_survivor(strategy: &'static str, candidates: &[Candidate]) 
         candidates: candidates.len(),
         first_error,
     })
+}
+
+/// The trace of a strategy that answers with one call of `request` (Baseline, ReRead): one
+/// unscored candidate, which wins. `options` are the caller's sampling options, recorded as the
+/// candidate's.
+pub(crate) async fn single_call_outcome<C: ModelClient + ?Sized>(
+    inner: &C,
+    strategy: &'static str,
+    options: SamplingOptions,
+    request: ChatRequest,
+    started: Instant,
+) -> Result<Outcome> {
+    let completion = collect_completion(inner.stream_chat(request)).await?;
+    let candidates = vec![Candidate {
+        options,
+        text: completion.text,
+        finish_reason: Some(completion.finish_reason),
+        usage: completion.usage,
+        score: Score::Unscored,
+        dropped: None,
+    }];
+    let usage = total_usage(&candidates, &[], started);
+    finish_outcome(strategy, candidates, 0, usage)
 }
 
 /// Sums the usage of every candidate and every judge call, and sets the wall time.

@@ -30,12 +30,8 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::{
-    Candidate, Outcome, Score, Strategy, finish_outcome, pass_through, seed_request, total_usage,
-};
-use crate::client::{
-    BatchRequest, ChatRequest, Completion, EventStream, ModelClient, Role, collect_completion,
-};
+use super::{Outcome, Strategy, pass_through, seed_request, single_call_outcome};
+use crate::client::{BatchRequest, ChatRequest, Completion, EventStream, ModelClient, Role};
 use crate::error::{Error, Result};
 
 /// Configuration of [`ReRead`].
@@ -124,17 +120,7 @@ impl<C: ModelClient> ReRead<C> {
         let started = Instant::now();
         let options = request.options.clone();
         let request = reread_request(request, &self.config.instruction)?;
-        let completion = collect_completion(self.inner.stream_chat(request)).await?;
-        let candidates = vec![Candidate {
-            options,
-            text: completion.text,
-            finish_reason: Some(completion.finish_reason),
-            usage: completion.usage,
-            score: Score::Unscored,
-            dropped: None,
-        }];
-        let usage = total_usage(&candidates, &[], started);
-        finish_outcome(Self::NAME, candidates, 0, usage)
+        single_call_outcome(&self.inner, Self::NAME, options, request, started).await
     }
 }
 

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::client::{
-    BatchRequest, ChatRequest, EventStream, Finish, FinishReason, ModelClient, SamplingOptions,
-    StreamEvent, Usage, collect_completion,
+    BatchRequest, ChatRequest, Completion, EventStream, Finish, FinishReason, ModelClient,
+    SamplingOptions, StreamEvent, Usage, collect_completion,
 };
 use crate::error::{Error, Result, truncate_for_error};
 
@@ -101,6 +101,20 @@ pub struct Candidate {
     /// Set when a call for this candidate failed and the candidate was left out of selection
     /// (only under [`FailurePolicy::Drop`]).
     pub dropped: Option<CallFailure>,
+}
+
+impl Candidate {
+    /// A candidate whose generation succeeded, not scored yet.
+    pub(crate) fn generated(options: SamplingOptions, completion: Completion) -> Self {
+        Candidate {
+            options,
+            text: completion.text,
+            finish_reason: Some(completion.finish_reason),
+            usage: completion.usage,
+            score: Score::Unscored,
+            dropped: None,
+        }
+    }
 }
 
 /// How a strategy's selection scored one candidate.
@@ -253,14 +267,7 @@ pub(crate) async fn generate_candidates<C: ModelClient + ?Sized>(
     for (index, (options, result)) in samples.into_iter().zip(results).enumerate() {
         let call = format!("candidate {index} of {n}");
         match result {
-            Ok(completion) => candidates.push(Candidate {
-                options,
-                text: completion.text,
-                finish_reason: Some(completion.finish_reason),
-                usage: completion.usage,
-                score: Score::Unscored,
-                dropped: None,
-            }),
+            Ok(completion) => candidates.push(Candidate::generated(options, completion)),
             Err(source) => {
                 let dropped = on_failure(strategy, call, source, policy)?;
                 tracing::warn!(strategy, call = %dropped.call, error = %dropped.error, "dropped a candidate");
@@ -327,14 +334,7 @@ pub(crate) async fn single_call_outcome<C: ModelClient + ?Sized>(
     started: Instant,
 ) -> Result<Outcome> {
     let completion = collect_completion(inner.stream_chat(request)).await?;
-    let candidates = vec![Candidate {
-        options,
-        text: completion.text,
-        finish_reason: Some(completion.finish_reason),
-        usage: completion.usage,
-        score: Score::Unscored,
-        dropped: None,
-    }];
+    let candidates = vec![Candidate::generated(options, completion)];
     let usage = total_usage(&candidates, &[], started);
     finish_outcome(strategy, candidates, 0, usage)
 }

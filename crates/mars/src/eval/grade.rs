@@ -148,8 +148,10 @@ impl Grader {
         };
         let grade = cell
             .get_or_try_init(|| async {
-                // Two test threads stay well under the sandbox's process cap.
-                let args = ["--test-threads=2".to_owned()];
+                // One test thread: tests run in name order, so the first failure (the
+                // verdict's detail) is the same on every run; it also stays far under the
+                // sandbox's process cap.
+                let args = ["--test-threads=1".to_owned()];
                 let outcome = self.sandbox.compile_and_test(&source, &args).await?;
                 let (verdict, detail) = judge(&outcome);
                 tracing::debug!(task = %task.id, verdict = verdict.as_str(), "graded");
@@ -232,7 +234,21 @@ fn first_line(execution: &Execution, prefixes: &[&str]) -> Option<String> {
     let line = lines()
         .find(|l| prefixes.iter().any(|p| l.starts_with(p)))
         .or_else(|| lines().find(|l| !l.is_empty()))?;
-    Some(line.chars().take(300).collect())
+    Some(without_thread_id(line).chars().take(300).collect())
+}
+
+/// libtest's panic line names the thread's OS id (`thread 'x' (46) panicked`), which differs
+/// between runs; the detail leaves it out so identical failures read identically.
+fn without_thread_id(line: &str) -> String {
+    if let Some(rest) = line.strip_prefix("thread '")
+        && let Some((name, tail)) = rest.split_once("' (")
+        && let Some((id, after)) = tail.split_once(')')
+        && !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+    {
+        return format!("thread '{name}'{after}");
+    }
+    line.to_owned()
 }
 
 #[cfg(test)]
@@ -260,6 +276,18 @@ mod tests {
             Tests::Visible,
         );
         assert!(visible.contains("mars_visible_tests") && !visible.contains("mars_hidden_tests"));
+    }
+
+    #[test]
+    fn thread_ids_are_left_out_of_details() {
+        assert_eq!(
+            without_thread_id("thread 'mars_hidden_tests::case_2' (46) panicked at <anon>:26:9:"),
+            "thread 'mars_hidden_tests::case_2' panicked at <anon>:26:9:"
+        );
+        assert_eq!(
+            without_thread_id("error[E0308]: mismatched types"),
+            "error[E0308]: mismatched types"
+        );
     }
 
     #[test]

@@ -73,7 +73,7 @@ impl<C: ModelClient> ModelClient for Baseline<C> {
 }
 
 impl<C: ModelClient> Strategy for Baseline<C> {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         Self::NAME
     }
 

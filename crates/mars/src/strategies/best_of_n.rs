@@ -32,20 +32,16 @@
 
 use std::num::NonZeroUsize;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::rating::{judge_request, parse_rating};
 use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
-use super::selection::{JudgeConfig, Ranked, Selector, Verifier, select_best};
+use super::selection::{JudgeConfig, Selector, choose_best, judge_options, score_candidates};
 use super::{
-    Candidate, FailurePolicy, Outcome, Score, Strategy, ensure_survivor, failed_call_usage,
-    finish_outcome, generate_candidates, on_failure, outcome_stream, seed_request, total_usage,
+    FailurePolicy, Outcome, Strategy, ensure_survivor, finish_outcome, generate_candidates,
+    outcome_stream, seed_request, total_usage,
 };
-use crate::client::{
-    BatchRequest, ChatRequest, EventStream, ModelClient, SamplingOptions, Usage, collect_completion,
-};
+use crate::client::{BatchRequest, ChatRequest, EventStream, ModelClient, SamplingOptions};
 use crate::error::{Error, Result};
 
 /// Configuration of [`BestOfN`].
@@ -96,12 +92,7 @@ impl BestOfNConfig {
     /// The sampling options of the judge calls: the judge's temperature and token limit, and
     /// the request's seed base (so that a seeded run is reproducible).
     pub fn judge_options(&self, judge: &JudgeConfig, base: &SamplingOptions) -> SamplingOptions {
-        SamplingOptions {
-            temperature: Some(judge.temperature),
-            max_tokens: Some(judge.max_tokens),
-            seed: Some(base.seed.unwrap_or(self.base_seed)),
-            ..SamplingOptions::default()
-        }
+        judge_options(judge, base, self.base_seed)
     }
 
     fn validate(&self) -> Result<()> {
@@ -189,124 +180,21 @@ impl<C: ModelClient> BestOfN<C> {
         let mut candidates =
             generate_candidates(&self.inner, Self::NAME, batch, self.config.on_failure).await?;
         ensure_survivor(Self::NAME, &candidates)?;
-        let judge_usage = match &self.config.selector {
-            Selector::Judge(judge) => self.judge(&request, judge, &mut candidates).await?,
-            Selector::Verifier(verifier) => {
-                self.verify(&request, verifier, &mut candidates).await;
-                Vec::new()
-            }
-        };
-        ensure_survivor(Self::NAME, &candidates)?;
-        let ranked: Vec<Ranked> = candidates.iter().map(ranked).collect();
-        let winner = select_best(&ranked).ok_or(Error::AllCandidatesFailed {
-            strategy: Self::NAME,
-            candidates: candidates.len(),
-            first_error: "no candidate was left to select".into(),
-        })?;
-        tracing::debug!(strategy = Self::NAME, winner, ?ranked, "candidates scored");
+        let judge_usage = score_candidates(
+            &self.inner,
+            Self::NAME,
+            &request,
+            &self.config.selector,
+            self.config.base_seed,
+            &mut candidates,
+            self.config.concurrency.get(),
+            self.config.on_failure,
+        )
+        .await?;
+        let winner = choose_best(Self::NAME, &candidates)?;
         let usage = total_usage(&candidates, &judge_usage, started);
         finish_outcome(Self::NAME, candidates, winner, usage)
     }
-
-    /// Rates every surviving candidate in its own judge call; returns the judge calls' usage.
-    async fn judge(
-        &self,
-        request: &ChatRequest,
-        judge: &JudgeConfig,
-        candidates: &mut [Candidate],
-    ) -> Result<Vec<Usage>> {
-        let options = self.config.judge_options(judge, &request.options);
-        let calls: Vec<(usize, ChatRequest)> = candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.dropped.is_none())
-            .map(|(i, c)| {
-                let call = judge_request(request, &c.text, &judge.instruction, options.clone());
-                (i, call)
-            })
-            .collect();
-        let results: Vec<_> =
-            futures::stream::iter(calls)
-                .map(|(i, call)| async move {
-                    (i, collect_completion(self.inner.stream_chat(call)).await)
-                })
-                .buffered(self.config.concurrency.get())
-                .collect()
-                .await;
-        let mut usage = Vec::with_capacity(results.len());
-        for (i, result) in results {
-            let Some(candidate) = candidates.get_mut(i) else {
-                continue;
-            };
-            match result {
-                Ok(reply) => {
-                    let rating = parse_rating(&reply.text);
-                    if rating.is_none() {
-                        tracing::debug!(candidate = i, reply = %reply.text, "unparseable rating");
-                    }
-                    usage.push(reply.usage.clone());
-                    candidate.score = Score::Judge {
-                        rating: rating.unwrap_or(0.0),
-                        parsed: rating.is_some(),
-                        reply: reply.text,
-                        usage: reply.usage,
-                    };
-                }
-                Err(source) => {
-                    let call = format!("judge call for candidate {i}");
-                    let failure = on_failure(Self::NAME, call, source, self.config.on_failure)?;
-                    tracing::warn!(call = %failure.call, error = %failure.error, "dropped a candidate");
-                    usage.push(failed_call_usage());
-                    candidate.dropped = Some(failure);
-                }
-            }
-        }
-        Ok(usage)
-    }
-
-    /// Scores every surviving candidate with the verifier.
-    async fn verify(
-        &self,
-        request: &ChatRequest,
-        verifier: &Verifier,
-        candidates: &mut [Candidate],
-    ) {
-        // Boxed futures built up front: a closure over boxed futures inside the stream trips
-        // the compiler's higher-ranked `Send` check.
-        let jobs: Vec<BoxFuture<'static, (usize, f64)>> = candidates
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.dropped.is_none())
-            .map(|(i, c)| {
-                let score = verifier.score(request, &c.text);
-                Box::pin(async move { (i, score.await) }) as BoxFuture<'static, (usize, f64)>
-            })
-            .collect();
-        let scores: Vec<(usize, f64)> = futures::stream::iter(jobs)
-            .buffered(self.config.concurrency.get())
-            .collect()
-            .await;
-        for (i, score) in scores {
-            if let Some(candidate) = candidates.get_mut(i) {
-                candidate.score = Score::Verifier {
-                    score: (!score.is_nan()).then_some(score),
-                };
-            }
-        }
-    }
-}
-
-/// What selection sees of a candidate: its score (judge rating or verifier score) and length.
-fn ranked(candidate: &Candidate) -> Ranked {
-    if candidate.dropped.is_some() {
-        return None;
-    }
-    let score = match &candidate.score {
-        Score::Judge { rating, .. } => *rating,
-        Score::Verifier { score } => score.unwrap_or(f64::NAN),
-        Score::Unscored | Score::Vote { .. } => f64::NAN,
-    };
-    Some((score, candidate.text.chars().count()))
 }
 
 impl<C: ModelClient> ModelClient for BestOfN<C> {
@@ -317,7 +205,7 @@ impl<C: ModelClient> ModelClient for BestOfN<C> {
 }
 
 impl<C: ModelClient> Strategy for BestOfN<C> {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         Self::NAME
     }
 
@@ -348,7 +236,10 @@ impl BestOfNAggregator {
 
 #[cfg(test)]
 mod tests {
+    use super::super::selection::ranked;
+    use super::super::{Candidate, Score};
     use super::*;
+    use crate::client::Usage;
 
     #[test]
     fn candidates_share_a_temperature_and_get_distinct_seeds() {

@@ -219,7 +219,7 @@ impl<C: ModelClient> ModelClient for DiverseSampling<C> {
 }
 
 impl<C: ModelClient> Strategy for DiverseSampling<C> {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         Self::NAME
     }
 

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::client::{
-    BatchRequest, ChatRequest, Completion, EventStream, Finish, FinishReason, ModelClient,
+    BatchRequest, ChatRequest, Completion, EventStream, Finish, FinishReason, ModelClient, Role,
     SamplingOptions, StreamEvent, Usage, collect_completion,
 };
 use crate::error::{Error, Result, truncate_for_error};
@@ -59,7 +59,8 @@ pub use voting::AnswerKey;
 pub struct Outcome {
     /// The strategy's name (`"baseline"`, `"reread"`, `"diverse_sampling"`, `"best_of_n"`).
     pub strategy: String,
-    /// The chosen answer: the text of `candidates[winner]`.
+    /// The chosen answer: the text of `candidates[winner]`, or the part of it the strategy
+    /// extracted (CoT reflection's `<output>` section, the code block RTO settled on).
     pub answer: String,
     /// Why the chosen answer's generation stopped.
     pub finish_reason: FinishReason,
@@ -67,9 +68,17 @@ pub struct Outcome {
     pub winner: usize,
     /// Every candidate, in the order it was requested, including dropped ones.
     pub candidates: Vec<Candidate>,
-    /// The sum over every inner call (candidates and judge calls); `total_time` is the
+    /// The sum over every inner call (candidates, judge calls and steps); `total_time` is the
     /// strategy's wall time; `time_to_first_token` is `None` (no text was streamed by `run`).
     pub usage: Usage,
+    /// The calls of a multi-step strategy that are not candidates (observations, plans,
+    /// descriptions, an aggregation, ...), in the order they were made; empty for one-step
+    /// strategies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
+    /// For a [`Pipeline`], the outcome of each stage, in order; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<Outcome>,
 }
 
 impl Outcome {
@@ -81,6 +90,39 @@ impl Outcome {
     /// The calls that failed and whose candidates were dropped.
     pub fn failures(&self) -> impl Iterator<Item = &CallFailure> {
         self.candidates.iter().filter_map(|c| c.dropped.as_ref())
+    }
+}
+
+/// One intermediate call of a multi-step strategy, recorded in [`Outcome::steps`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// What the call was for, e.g. `"observations"`, `"plan 2"`, `"aggregate"`.
+    pub stage: String,
+    /// The reply, verbatim.
+    pub text: String,
+    /// What the call cost, as the inner client reported it.
+    pub usage: Usage,
+    /// What the strategy made of the reply, when that is worth knowing (e.g. that a reply had
+    /// no list to parse and was used whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Step {
+    /// The step of a call that answered with `completion`.
+    pub(crate) fn new(stage: impl Into<String>, completion: Completion) -> Self {
+        Step {
+            stage: stage.into(),
+            text: completion.text,
+            usage: completion.usage,
+            note: None,
+        }
+    }
+
+    /// The same step with `note` recorded.
+    pub(crate) fn noted(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
     }
 }
 
@@ -175,7 +217,7 @@ pub enum FailurePolicy {
 /// and still record each [`Outcome`].
 pub trait Strategy: ModelClient {
     /// The strategy's name, as recorded in [`Outcome::strategy`].
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// Answers `request` and returns the trace; the same as the strategy's inherent `run`.
     fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>>;
@@ -375,7 +417,89 @@ pub(crate) fn finish_outcome(
         winner,
         candidates,
         usage,
+        steps: Vec::new(),
+        stages: Vec::new(),
     })
+}
+
+/// One intermediate call: its reply as a [`Step`] named `stage`, or [`Error::StrategyCall`]
+/// naming it. (Steps are never dropped: a strategy cannot go on without them.)
+pub(crate) async fn call_step<C: ModelClient + ?Sized>(
+    inner: &C,
+    strategy: &'static str,
+    stage: String,
+    request: ChatRequest,
+) -> Result<Step> {
+    match collect_completion(inner.stream_chat(request)).await {
+        Ok(completion) => Ok(Step::new(stage, completion)),
+        Err(source) => Err(Error::StrategyCall {
+            strategy,
+            call: stage,
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// Independent intermediate calls, at most `concurrency` in flight; the steps come back in the
+/// order of `calls`. The first failure is the error.
+pub(crate) async fn call_steps<C: ModelClient + ?Sized>(
+    inner: &C,
+    strategy: &'static str,
+    calls: Vec<(String, ChatRequest)>,
+    concurrency: usize,
+) -> Result<Vec<Step>> {
+    let results: Vec<Result<Step>> = futures::stream::iter(calls)
+        .map(|(stage, request)| call_step(inner, strategy, stage, request))
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// The usage of every step, for [`total_usage`].
+pub(crate) fn steps_usage(steps: &[Step]) -> Vec<Usage> {
+    steps.iter().map(|s| s.usage.clone()).collect()
+}
+
+/// `request` with its last user message replaced by `rewrite` of it; [`Error::Unsupported`]
+/// when there is no user message.
+pub(crate) fn rewrite_last_user_message(
+    request: ChatRequest,
+    strategy: &str,
+    rewrite: impl FnOnce(&str) -> String,
+) -> Result<ChatRequest> {
+    let mut request = request;
+    let message = request
+        .messages
+        .iter_mut()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .ok_or_else(|| Error::Unsupported {
+            detail: format!("{strategy} needs a user message, and the request has none"),
+        })?;
+    message.content = rewrite(&message.content);
+    Ok(request)
+}
+
+/// `request` with `extra` appended to its system prompt (after a blank line), or as the system
+/// prompt when there is none: the caller's instructions are kept, never replaced.
+pub(crate) fn append_to_system(request: ChatRequest, extra: &str) -> ChatRequest {
+    let mut request = request;
+    request.system = Some(match request.system.take() {
+        Some(system) if !system.trim().is_empty() => format!("{system}\n\n{extra}"),
+        _ => extra.to_owned(),
+    });
+    request
+}
+
+/// The sampling options of a step derived from the request's: its seed and token limit kept,
+/// `temperature` set when given.
+#[allow(dead_code)] // used by the strategies of the second wave
+pub(crate) fn step_options(base: &SamplingOptions, temperature: Option<f32>) -> SamplingOptions {
+    SamplingOptions {
+        temperature: temperature.or(base.temperature),
+        ..base.clone()
+    }
 }
 
 /// The request a seed-style entry point builds: `query` as the user message and

@@ -164,7 +164,7 @@ impl<C: ModelClient> ModelClient for ReRead<C> {
 }
 
 impl<C: ModelClient> Strategy for ReRead<C> {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         Self::NAME
     }
 

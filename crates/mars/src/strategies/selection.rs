@@ -3,12 +3,16 @@
 use std::fmt;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use futures::future::BoxFuture;
 
-use super::rating::DEFAULT_JUDGE_INSTRUCTION;
-use crate::client::ChatRequest;
+use super::rating::{DEFAULT_JUDGE_INSTRUCTION, judge_request, parse_rating};
+use super::{Candidate, FailurePolicy, Score, ensure_survivor, failed_call_usage, on_failure};
+use crate::client::{ChatRequest, ModelClient, SamplingOptions, Usage, collect_completion};
+use crate::error::{Error, Result};
 
-/// How [`BestOfN`](super::BestOfN) scores its candidates.
+/// How [`BestOfN`](super::BestOfN) and [`PlanSearch`](super::PlanSearch) score their
+/// candidates.
 #[derive(Debug, Clone)]
 pub enum Selector {
     /// The inner model rates each candidate 0–10, one call per candidate.
@@ -126,6 +130,159 @@ pub fn select_best(candidates: &[Ranked]) -> Option<usize> {
         }
     }
     best.map(|(index, _, _)| index)
+}
+
+/// The sampling options of judge calls: the judge's temperature and token limit, and the
+/// request's seed (or `base_seed` when it has none), so that a seeded run is reproducible.
+pub fn judge_options(judge: &JudgeConfig, base: &SamplingOptions, base_seed: u64) -> SamplingOptions {
+    SamplingOptions {
+        temperature: Some(judge.temperature),
+        max_tokens: Some(judge.max_tokens),
+        seed: Some(base.seed.unwrap_or(base_seed)),
+        ..SamplingOptions::default()
+    }
+}
+
+/// Scores every surviving candidate with `selector`, at most `concurrency` calls at a time, and
+/// returns the usage of the judge calls (none for a verifier). A failed judge call follows
+/// `policy`: the error, or the candidate dropped.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn score_candidates<C: ModelClient + ?Sized>(
+    inner: &C,
+    strategy: &'static str,
+    request: &ChatRequest,
+    selector: &Selector,
+    base_seed: u64,
+    candidates: &mut [Candidate],
+    concurrency: usize,
+    policy: FailurePolicy,
+) -> Result<Vec<Usage>> {
+    match selector {
+        Selector::Judge(judge) => {
+            let options = judge_options(judge, &request.options, base_seed);
+            judge_all(inner, strategy, request, judge, options, candidates, concurrency, policy)
+                .await
+        }
+        Selector::Verifier(verifier) => {
+            verify_all(request, verifier, candidates, concurrency).await;
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// The index of the best surviving candidate by its score (see [`select_best`]);
+/// [`Error::AllCandidatesFailed`] when none survives.
+pub(crate) fn choose_best(strategy: &'static str, candidates: &[Candidate]) -> Result<usize> {
+    ensure_survivor(strategy, candidates)?;
+    let ranked: Vec<Ranked> = candidates.iter().map(ranked).collect();
+    let winner = select_best(&ranked).ok_or(Error::AllCandidatesFailed {
+        strategy,
+        candidates: candidates.len(),
+        first_error: "no candidate was left to select".into(),
+    })?;
+    tracing::debug!(strategy, winner, ?ranked, "candidates scored");
+    Ok(winner)
+}
+
+/// What selection sees of a candidate: its score (judge rating or verifier score) and length.
+pub(crate) fn ranked(candidate: &Candidate) -> Ranked {
+    if candidate.dropped.is_some() {
+        return None;
+    }
+    let score = match &candidate.score {
+        Score::Judge { rating, .. } => *rating,
+        Score::Verifier { score } => score.unwrap_or(f64::NAN),
+        Score::Unscored | Score::Vote { .. } => f64::NAN,
+    };
+    Some((score, candidate.text.chars().count()))
+}
+
+/// Rates every surviving candidate in its own judge call; returns the judge calls' usage.
+#[allow(clippy::too_many_arguments)]
+async fn judge_all<C: ModelClient + ?Sized>(
+    inner: &C,
+    strategy: &'static str,
+    request: &ChatRequest,
+    judge: &JudgeConfig,
+    options: SamplingOptions,
+    candidates: &mut [Candidate],
+    concurrency: usize,
+    policy: FailurePolicy,
+) -> Result<Vec<Usage>> {
+    let calls: Vec<(usize, ChatRequest)> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.dropped.is_none())
+        .map(|(i, c)| {
+            let call = judge_request(request, &c.text, &judge.instruction, options.clone());
+            (i, call)
+        })
+        .collect();
+    let results: Vec<_> = futures::stream::iter(calls)
+        .map(|(i, call)| async move { (i, collect_completion(inner.stream_chat(call)).await) })
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut usage = Vec::with_capacity(results.len());
+    for (i, result) in results {
+        let Some(candidate) = candidates.get_mut(i) else {
+            continue;
+        };
+        match result {
+            Ok(reply) => {
+                let rating = parse_rating(&reply.text);
+                if rating.is_none() {
+                    tracing::debug!(candidate = i, reply = %reply.text, "unparseable rating");
+                }
+                usage.push(reply.usage.clone());
+                candidate.score = Score::Judge {
+                    rating: rating.unwrap_or(0.0),
+                    parsed: rating.is_some(),
+                    reply: reply.text,
+                    usage: reply.usage,
+                };
+            }
+            Err(source) => {
+                let call = format!("judge call for candidate {i}");
+                let failure = on_failure(strategy, call, source, policy)?;
+                tracing::warn!(call = %failure.call, error = %failure.error, "dropped a candidate");
+                usage.push(failed_call_usage());
+                candidate.dropped = Some(failure);
+            }
+        }
+    }
+    Ok(usage)
+}
+
+/// Scores every surviving candidate with the verifier.
+async fn verify_all(
+    request: &ChatRequest,
+    verifier: &Verifier,
+    candidates: &mut [Candidate],
+    concurrency: usize,
+) {
+    // Boxed futures built up front: a closure over boxed futures inside the stream trips the
+    // compiler's higher-ranked `Send` check.
+    let jobs: Vec<BoxFuture<'static, (usize, f64)>> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.dropped.is_none())
+        .map(|(i, c)| {
+            let score = verifier.score(request, &c.text);
+            Box::pin(async move { (i, score.await) }) as BoxFuture<'static, (usize, f64)>
+        })
+        .collect();
+    let scores: Vec<(usize, f64)> = futures::stream::iter(jobs)
+        .buffered(concurrency.max(1))
+        .collect()
+        .await;
+    for (i, score) in scores {
+        if let Some(candidate) = candidates.get_mut(i) {
+            candidate.score = Score::Verifier {
+                score: (!score.is_nan()).then_some(score),
+            };
+        }
+    }
 }
 
 #[cfg(test)]

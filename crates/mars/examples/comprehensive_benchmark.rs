@@ -18,11 +18,10 @@ use mars::eval::grade::Grader;
 use mars::eval::journal::Journal;
 use mars::eval::render;
 use mars::eval::report::{BackendInfo, Report};
-use mars::eval::run::{
-    AnswerSource, RunConfig, SampleRecord, StrategyKind, parse_replay, run_matrix,
-};
+use mars::eval::run::{AnswerSource, RunConfig, SampleRecord, parse_replay, run_matrix};
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
 use mars::eval::tasks::{Task, TaskSet, builtin, load_jsonl};
+use mars::strategies::{StrategyName, StrategySpec};
 use mars::{HttpOptions, ModelClient, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig};
 use mars_llama::{LlamaConfig, LlamaEngine};
 
@@ -62,10 +61,14 @@ struct Args {
     /// `seed`, `ladder`, `all`, or a HumanEval-Rust JSONL file.
     #[arg(long, default_value = "seed")]
     tasks: String,
-    /// Comma-separated: baseline, reread, diverse_sampling, best_of_n, best_of_n_verifier, or
-    /// the groups `seed` and `all`.
+    /// Comma-separated strategies by mars name or optillm slug (see --list-strategies), a
+    /// `_verifier` suffix where a strategy can select with the visible examples, pipelines
+    /// `a&b`, or the groups `seed` and `all`.
     #[arg(long, default_value = "seed")]
     strategies: String,
+    /// Print every strategy the registry knows (name, optillm slug, verifier variant) and exit.
+    #[arg(long)]
+    list_strategies: bool,
     /// Samples per (task, strategy).
     #[arg(long, default_value_t = RunConfig::default().samples)]
     samples: u32,
@@ -75,10 +78,11 @@ struct Args {
     /// Token limit of every generation.
     #[arg(long, default_value_t = RunConfig::default().max_tokens)]
     max_tokens: u32,
-    /// Sampling temperature of single-call strategies and best-of-n candidates.
+    /// Sampling temperature of single-call strategies and of the candidates of best-of-n,
+    /// self-consistency and mixture-of-agents.
     #[arg(long, default_value_t = RunConfig::default().temperature)]
     temperature: f32,
-    /// Candidates drawn by diverse_sampling and best_of_n.
+    /// Candidates, samples, plans or proposers of the strategies that draw several.
     #[arg(long, default_value_t = RunConfig::default().candidates)]
     candidates: usize,
     /// Samples generated and graded at once.
@@ -111,6 +115,38 @@ struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+fn print_strategies() {
+    println!(
+        "{:<18} {:<16} {:<9} model calls (n = --candidates)",
+        "name", "optillm slug", "verifier"
+    );
+    for strategy in StrategyName::ALL {
+        let verifier = if strategy.takes_verifier() { "yes" } else { "" };
+        println!(
+            "{:<18} {:<16} {:<9} {}",
+            strategy.name(),
+            strategy.slug(),
+            verifier,
+            strategy.model_calls()
+        );
+    }
+    println!(
+        "groups: seed = {}; all = every strategy and each _verifier variant",
+        seed_names()
+    );
+    println!(
+        "pipelines: a&b (each stage's answer is the next stage's question), e.g. re2&cot_reflection"
+    );
+}
+
+fn seed_names() -> String {
+    StrategySpec::seed()
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn load_tasks(spec: &str) -> mars::Result<Vec<Task>> {
@@ -250,9 +286,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if args.list_strategies {
+        print_strategies();
+        return Ok(());
+    }
     let tasks = load_tasks(&args.tasks)?;
     let config = RunConfig {
-        strategies: StrategyKind::parse_list(&args.strategies)?,
+        strategies: StrategySpec::parse_list(&args.strategies)?,
         samples: args.samples,
         seed: args.seed,
         max_tokens: args.max_tokens,

@@ -8,6 +8,7 @@
     clippy::print_stderr
 )]
 
+mod benchmark;
 mod common;
 mod engine;
 mod openai_live;

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::eval::grade::Verdict;
-use crate::eval::run::{RunConfig, SampleRecord, StrategyKind};
+use crate::eval::run::{RunConfig, SampleRecord};
 use crate::eval::stats::{Proportion, mean, pass_at_k, percentile};
 use crate::eval::tasks::Task;
+use crate::strategies::StrategySpec;
 
 /// Version of the report's JSON schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -37,7 +38,7 @@ pub struct PassAtK {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StrategySummary {
     /// The strategy.
-    pub strategy: StrategyKind,
+    pub strategy: StrategySpec,
     /// Pass rate with its 95% Wilson interval.
     pub pass: Proportion,
     /// pass@k for k up to the samples per task.
@@ -74,7 +75,7 @@ pub struct CellSummary {
     /// The task.
     pub task_id: String,
     /// The strategy.
-    pub strategy: StrategyKind,
+    pub strategy: StrategySpec,
     /// Pass rate with its 95% Wilson interval.
     pub pass: Proportion,
     /// pass@k for k up to the samples.
@@ -162,24 +163,29 @@ impl Report {
             .enumerate()
             .map(|(i, t)| (t.id.as_str(), i))
             .collect();
-        let strategy_order = |s: StrategyKind| config.strategies.iter().position(|&k| k == s);
+        let strategy_order = |s: &StrategySpec| config.strategies.iter().position(|k| k == s);
         samples.sort_by_key(|r| {
             (
-                strategy_order(r.strategy),
+                strategy_order(&r.strategy),
                 task_order.get(r.task_id.as_str()).copied(),
                 r.sample,
             )
         });
         let mut strategies = Vec::new();
         let mut cells = Vec::new();
-        for &strategy in &config.strategies {
+        for strategy in &config.strategies {
             let records: Vec<&SampleRecord> =
-                samples.iter().filter(|r| r.strategy == strategy).collect();
+                samples.iter().filter(|r| &r.strategy == strategy).collect();
             let mut by_task: BTreeMap<&str, Vec<&SampleRecord>> = BTreeMap::new();
             for r in &records {
                 by_task.entry(r.task_id.as_str()).or_default().push(r);
             }
-            strategies.push(summarise(strategy, &records, &by_task, config.samples));
+            strategies.push(summarise(
+                strategy.clone(),
+                &records,
+                &by_task,
+                config.samples,
+            ));
             for task in tasks {
                 let Some(rs) = by_task.get(task.id.as_str()) else {
                     continue;
@@ -187,7 +193,7 @@ impl Report {
                 let latencies: Vec<f64> = rs.iter().map(|r| r.latency_ms).collect();
                 cells.push(CellSummary {
                     task_id: task.id.clone(),
-                    strategy,
+                    strategy: strategy.clone(),
                     pass: Proportion::wilson(pass_count(rs), rs.len() as u64),
                     pass_at_k: ks(rs.len() as u32)
                         .into_iter()
@@ -204,7 +210,7 @@ impl Report {
         }
         if let Some(base) = strategies
             .iter()
-            .find(|s| s.strategy == StrategyKind::Baseline)
+            .find(|s| s.strategy.is_baseline())
             .cloned()
         {
             for s in &mut strategies {
@@ -234,7 +240,7 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 fn summarise(
-    strategy: StrategyKind,
+    strategy: StrategySpec,
     records: &[&SampleRecord],
     by_task: &BTreeMap<&str, Vec<&SampleRecord>>,
     samples: u32,
@@ -340,14 +346,11 @@ pub fn recommend(strategies: &[StrategySummary]) -> Vec<String> {
             efficient.passes_per_1k_tokens.unwrap_or_default()
         ));
     }
-    match strategies
-        .iter()
-        .find(|s| s.strategy == StrategyKind::Baseline)
-    {
+    match strategies.iter().find(|s| s.strategy.is_baseline()) {
         Some(base) => {
             let winners: Vec<&StrategySummary> = strategies
                 .iter()
-                .filter(|s| s.strategy != StrategyKind::Baseline && s.pass.beats(&base.pass))
+                .filter(|s| !s.strategy.is_baseline() && s.pass.beats(&base.pass))
                 .collect();
             if winners.is_empty() {
                 out.push(format!(
@@ -379,10 +382,19 @@ pub fn recommend(strategies: &[StrategySummary]) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::eval::tasks::{TaskSet, builtin};
+    use crate::strategies::StrategyName;
+
+    fn base() -> StrategySpec {
+        StrategySpec::single(StrategyName::Baseline)
+    }
+
+    fn reread_spec() -> StrategySpec {
+        StrategySpec::single(StrategyName::ReRead)
+    }
 
     fn record(
         task: &str,
-        strategy: StrategyKind,
+        strategy: StrategySpec,
         sample: u32,
         pass: bool,
         tokens: u64,
@@ -415,19 +427,19 @@ mod tests {
     fn aggregates_match_hand_computed_values() {
         let tasks = builtin(TaskSet::Seed);
         let config = RunConfig {
-            strategies: vec![StrategyKind::Baseline, StrategyKind::Reread],
+            strategies: vec![base(), reread_spec()],
             samples: 2,
             ..RunConfig::default()
         };
         let samples = vec![
-            record("prime_check", StrategyKind::Baseline, 0, true, 100),
-            record("prime_check", StrategyKind::Baseline, 1, false, 100),
-            record("fibonacci", StrategyKind::Baseline, 0, false, 100),
-            record("fibonacci", StrategyKind::Baseline, 1, false, 100),
-            record("fibonacci", StrategyKind::Reread, 1, true, 200),
-            record("fibonacci", StrategyKind::Reread, 0, true, 200),
-            record("prime_check", StrategyKind::Reread, 0, true, 200),
-            record("prime_check", StrategyKind::Reread, 1, true, 200),
+            record("prime_check", base(), 0, true, 100),
+            record("prime_check", base(), 1, false, 100),
+            record("fibonacci", base(), 0, false, 100),
+            record("fibonacci", base(), 1, false, 100),
+            record("fibonacci", reread_spec(), 1, true, 200),
+            record("fibonacci", reread_spec(), 0, true, 200),
+            record("prime_check", reread_spec(), 0, true, 200),
+            record("prime_check", reread_spec(), 1, true, 200),
         ];
         let backend = BackendInfo {
             kind: "scripted".into(),
@@ -454,10 +466,10 @@ mod tests {
         let order: Vec<_> = report
             .samples
             .iter()
-            .map(|r| (r.strategy, r.task_id.as_str(), r.sample))
+            .map(|r| (r.strategy.clone(), r.task_id.as_str(), r.sample))
             .collect();
-        assert_eq!(order[4], (StrategyKind::Reread, "prime_check", 0));
-        assert_eq!(order[7], (StrategyKind::Reread, "fibonacci", 1));
+        assert_eq!(order[4], (reread_spec(), "prime_check", 0));
+        assert_eq!(order[7], (reread_spec(), "fibonacci", 1));
         let cell = &report.cells[1];
         assert_eq!(cell.task_id, "fibonacci");
         assert_eq!(
@@ -476,7 +488,7 @@ mod tests {
     #[test]
     fn all_failing_runs_say_so() {
         let summary = StrategySummary {
-            strategy: StrategyKind::Baseline,
+            strategy: StrategySpec::single(StrategyName::Baseline),
             pass: Proportion::wilson(0, 4),
             pass_at_k: vec![],
             verdicts: BTreeMap::new(),

@@ -14,102 +14,17 @@ use crate::code::{extract_code, normalize_code};
 use crate::error::{Error, Result};
 use crate::eval::grade::{Grader, Tests, Verdict};
 use crate::eval::tasks::Task;
+use crate::strategies::registry::{self, Defaults, StrategySpec};
 use crate::strategies::sampling::derive_seeds;
-use crate::strategies::selection::{Selector, Verifier};
+use crate::strategies::selection::Verifier;
 use crate::strategies::voting::AnswerKey;
-use crate::strategies::{
-    Baseline, BestOfN, BestOfNConfig, DiverseSampling, DiverseSamplingConfig, Outcome, ReRead,
-    ReReadConfig, Strategy,
-};
-
-/// The strategies the benchmark runs, by the names used on the command line and in reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StrategyKind {
-    /// One call, the request unchanged.
-    Baseline,
-    /// RE2: the question stated twice.
-    Reread,
-    /// Samples at spread temperatures, majority vote over normalised code.
-    DiverseSampling,
-    /// Candidates rated by the model itself.
-    BestOfN,
-    /// Candidates scored by compiling them and running the prompt's visible examples (never
-    /// the hidden tests).
-    BestOfNVerifier,
-}
-
-impl StrategyKind {
-    /// Every strategy, in report order.
-    pub const ALL: [StrategyKind; 5] = [
-        StrategyKind::Baseline,
-        StrategyKind::Reread,
-        StrategyKind::DiverseSampling,
-        StrategyKind::BestOfN,
-        StrategyKind::BestOfNVerifier,
-    ];
-
-    /// The seed's four strategies.
-    pub const SEED: [StrategyKind; 4] = [
-        StrategyKind::Baseline,
-        StrategyKind::Reread,
-        StrategyKind::DiverseSampling,
-        StrategyKind::BestOfN,
-    ];
-
-    /// The name used on the command line and in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StrategyKind::Baseline => "baseline",
-            StrategyKind::Reread => "reread",
-            StrategyKind::DiverseSampling => "diverse_sampling",
-            StrategyKind::BestOfN => "best_of_n",
-            StrategyKind::BestOfNVerifier => "best_of_n_verifier",
-        }
-    }
-
-    /// Parses a comma-separated list (`seed` and `all` name groups).
-    pub fn parse_list(list: &str) -> Result<Vec<StrategyKind>> {
-        let mut out: Vec<StrategyKind> = Vec::new();
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let add: &[StrategyKind] = match name {
-                "seed" => &Self::SEED,
-                "all" => &Self::ALL,
-                other => match Self::ALL.iter().find(|k| k.as_str() == other) {
-                    Some(kind) => std::slice::from_ref(kind),
-                    None => {
-                        let known: Vec<_> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                        return Err(Error::InvalidConfig {
-                            field: "strategies",
-                            reason: format!(
-                                "unknown strategy {other:?}; known: seed, all, {}",
-                                known.join(", ")
-                            ),
-                        });
-                    }
-                },
-            };
-            for kind in add {
-                if !out.contains(kind) {
-                    out.push(*kind);
-                }
-            }
-        }
-        if out.is_empty() {
-            return Err(Error::InvalidConfig {
-                field: "strategies",
-                reason: "no strategy named".into(),
-            });
-        }
-        Ok(out)
-    }
-}
+use crate::strategies::{Outcome, Strategy};
 
 /// What to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
-    /// Strategies, in report order.
-    pub strategies: Vec<StrategyKind>,
+    /// Strategies (or pipelines), in report order.
+    pub strategies: Vec<StrategySpec>,
     /// Samples per (task, strategy).
     pub samples: u32,
     /// Every sample's seed derives from this one.
@@ -129,7 +44,7 @@ pub struct RunConfig {
 impl Default for RunConfig {
     fn default() -> Self {
         RunConfig {
-            strategies: StrategyKind::SEED.to_vec(),
+            strategies: StrategySpec::seed(),
             samples: 2,
             seed: 42,
             max_tokens: 128,
@@ -181,7 +96,7 @@ pub struct SampleKey {
     /// The task's id.
     pub task_id: String,
     /// The strategy.
-    pub strategy: StrategyKind,
+    pub strategy: StrategySpec,
     /// The sample's index.
     pub sample: u32,
 }
@@ -192,7 +107,7 @@ pub struct SampleRecord {
     /// The task's id.
     pub task_id: String,
     /// The strategy.
-    pub strategy: StrategyKind,
+    pub strategy: StrategySpec,
     /// The sample's index.
     pub sample: u32,
     /// The request seed.
@@ -246,7 +161,7 @@ impl SampleRecord {
     pub fn key(&self) -> SampleKey {
         SampleKey {
             task_id: self.task_id.clone(),
-            strategy: self.strategy,
+            strategy: self.strategy.clone(),
             sample: self.sample,
         }
     }
@@ -303,10 +218,10 @@ pub fn cells(tasks: &[Task], config: &RunConfig) -> Vec<SampleKey> {
     let mut keys = Vec::new();
     for sample in 0..config.samples {
         for task in tasks {
-            for &strategy in &config.strategies {
+            for strategy in &config.strategies {
                 keys.push(SampleKey {
                     task_id: task.id.clone(),
-                    strategy,
+                    strategy: strategy.clone(),
                     sample,
                 });
             }
@@ -432,50 +347,34 @@ pub fn request_for(task: &Task, config: &RunConfig, seed: u64) -> ChatRequest {
         })
 }
 
-/// Builds the strategy of `kind` over `client` for `task`.
+/// Builds the strategy (or pipeline) `spec` over `client` for `task`, through the
+/// [registry](crate::strategies::registry): `candidates` candidates, the run's temperature,
+/// diverse sampling's and self-consistency's votes counted over the code that defines the
+/// task's entry point, and [`visible_examples_verifier`] for `_verifier` stages.
 pub fn build_strategy<'a>(
-    kind: StrategyKind,
+    spec: &StrategySpec,
     client: &'a dyn ModelClient,
     grader: &Grader,
     task: &Task,
     config: &RunConfig,
 ) -> Result<Box<dyn Strategy + 'a>> {
     let n = config.candidates;
-    let concurrency = NonZeroUsize::new(config.concurrency.max(n)).unwrap_or(NonZeroUsize::MIN);
-    Ok(match kind {
-        StrategyKind::Baseline => Box::new(Baseline::new(client)),
-        StrategyKind::Reread => Box::new(ReRead::new(client, ReReadConfig::default())?),
-        StrategyKind::DiverseSampling => {
-            let entry = task.entry_point.clone();
-            let key = AnswerKey::Custom(Arc::new(move |answer: &str| {
-                extract_code(answer, &entry)
-                    .map(|code| normalize_code(&code.code))
-                    .unwrap_or_default()
-            }));
-            let diverse = DiverseSamplingConfig {
-                n,
-                answer_key: key,
-                concurrency,
-                ..DiverseSamplingConfig::default()
-            };
-            Box::new(DiverseSampling::new(client, diverse)?)
-        }
-        StrategyKind::BestOfN | StrategyKind::BestOfNVerifier => {
-            let selector = if kind == StrategyKind::BestOfNVerifier {
-                Selector::Verifier(visible_examples_verifier(grader.clone(), task.clone()))
-            } else {
-                Selector::default()
-            };
-            let best = BestOfNConfig {
-                n,
-                temperature: Some(config.temperature),
-                selector,
-                concurrency,
-                ..BestOfNConfig::default()
-            };
-            Box::new(BestOfN::new(client, best)?)
-        }
-    })
+    let entry = task.entry_point.clone();
+    let answer_key = AnswerKey::Custom(Arc::new(move |answer: &str| {
+        extract_code(answer, &entry)
+            .map(|code| normalize_code(&code.code))
+            .unwrap_or_default()
+    }));
+    let defaults = Defaults {
+        n,
+        temperature: Some(config.temperature),
+        verifier: spec
+            .uses_verifier()
+            .then(|| visible_examples_verifier(grader.clone(), task.clone())),
+        answer_key: Some(answer_key),
+        concurrency: NonZeroUsize::new(config.concurrency.max(n)).unwrap_or(NonZeroUsize::MIN),
+    };
+    registry::build(spec, client, &defaults)
 }
 
 /// A verifier that compiles a candidate with the task's visible examples only (never its hidden
@@ -507,7 +406,7 @@ async fn generate(
     key: SampleKey,
     seed: u64,
 ) -> Result<SampleRecord, SampleRecord> {
-    let strategy = match build_strategy(key.strategy, client, grader, task, config) {
+    let strategy = match build_strategy(&key.strategy, client, grader, task, config) {
         Ok(strategy) => strategy,
         Err(err) => return Err(empty_record(key, seed, Some(err.to_string()))),
     };

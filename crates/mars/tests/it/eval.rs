@@ -9,11 +9,11 @@ use mars::eval::journal::Journal;
 use mars::eval::render;
 use mars::eval::report::{BackendInfo, Report};
 use mars::eval::run::{
-    AnswerSource, RunConfig, SampleRecord, StrategyKind, parse_replay, run_matrix,
-    visible_examples_verifier,
+    AnswerSource, RunConfig, SampleRecord, parse_replay, run_matrix, visible_examples_verifier,
 };
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
 use mars::eval::tasks::{Task, TaskSet, builtin};
+use mars::strategies::StrategySpec;
 use mars::{ChatRequest, ScriptedClient, Turn};
 use tokio::sync::OnceCell;
 
@@ -195,9 +195,9 @@ fn scripted_model(flaky: bool) -> ScriptedClient {
     })
 }
 
-fn config(strategies: Vec<StrategyKind>, samples: u32) -> RunConfig {
+fn config(strategies: &str, samples: u32) -> RunConfig {
     RunConfig {
-        strategies,
+        strategies: StrategySpec::parse_list(strategies).unwrap(),
         samples,
         ..RunConfig::default()
     }
@@ -216,7 +216,7 @@ async fn the_matrix_grades_every_strategy_over_a_model() {
     let grader = grader().await;
     let tasks = builtin(TaskSet::Seed);
     let client = scripted_model(false);
-    let config = config(StrategyKind::ALL.to_vec(), 2);
+    let config = config("all", 2);
     let mut seen = 0;
     let records = run_matrix(
         AnswerSource::Model(&client),
@@ -228,7 +228,7 @@ async fn the_matrix_grades_every_strategy_over_a_model() {
     )
     .await
     .unwrap();
-    assert_eq!(records.len(), 2 * 5 * 2);
+    assert_eq!(records.len(), 2 * config.strategies.len() * 2);
     assert_eq!(seen, records.len());
     for r in &records {
         let expected = if r.task_id == "prime_check" {
@@ -240,22 +240,18 @@ async fn the_matrix_grades_every_strategy_over_a_model() {
         assert!(r.model_calls >= 1);
         assert!(r.completion_tokens.is_some());
     }
-    let calls = |kind| {
+    let calls = |name: &str| {
         records
             .iter()
-            .find(|r| r.strategy == kind)
+            .find(|r| r.strategy.as_str() == name)
             .unwrap()
             .model_calls
     };
-    assert_eq!(calls(StrategyKind::Baseline), 1);
-    assert_eq!(calls(StrategyKind::DiverseSampling), 3);
+    assert_eq!(calls("baseline"), 1);
+    assert_eq!(calls("diverse_sampling"), 3);
+    assert_eq!(calls("best_of_n"), 6, "3 candidates + 3 judge calls");
     assert_eq!(
-        calls(StrategyKind::BestOfN),
-        6,
-        "3 candidates + 3 judge calls"
-    );
-    assert_eq!(
-        calls(StrategyKind::BestOfNVerifier),
+        calls("best_of_n_verifier"),
         3,
         "a verifier makes no model call"
     );
@@ -269,7 +265,7 @@ async fn a_backend_failing_on_some_samples_is_recorded_not_fatal() {
     let grader = grader().await;
     let tasks = builtin(TaskSet::Seed);
     let client = scripted_model(true);
-    let config = config(vec![StrategyKind::Baseline], 4);
+    let config = config("baseline", 4);
     let records = run_matrix(
         AnswerSource::Model(&client),
         &grader,
@@ -324,7 +320,7 @@ fn replay_rows() -> String {
 async fn replay_report(rows: &HashMap<mars::eval::run::SampleKey, SampleRecord>) -> Report {
     let grader = grader().await;
     let tasks = builtin(TaskSet::Seed);
-    let config = config(vec![StrategyKind::Baseline, StrategyKind::Reread], 3);
+    let config = config("baseline,reread", 3);
     let records = run_matrix(
         AnswerSource::Replay(rows),
         &grader,
@@ -380,7 +376,7 @@ async fn resume_after_a_killed_run_gives_the_same_report() {
     let full = replay_report(&rows).await;
     let grader = grader().await;
     let tasks = builtin(TaskSet::Seed);
-    let config = config(vec![StrategyKind::Baseline, StrategyKind::Reread], 3);
+    let config = config("baseline,reread", 3);
     let path = std::env::temp_dir().join(format!("mars-resume-{}.jsonl", std::process::id()));
     // The killed run: five complete lines, then half of the sixth.
     let (mut journal, _) = Journal::open(&path, false).unwrap();

@@ -134,7 +134,11 @@ pub fn select_best(candidates: &[Ranked]) -> Option<usize> {
 
 /// The sampling options of judge calls: the judge's temperature and token limit, and the
 /// request's seed (or `base_seed` when it has none), so that a seeded run is reproducible.
-pub fn judge_options(judge: &JudgeConfig, base: &SamplingOptions, base_seed: u64) -> SamplingOptions {
+pub fn judge_options(
+    judge: &JudgeConfig,
+    base: &SamplingOptions,
+    base_seed: u64,
+) -> SamplingOptions {
     SamplingOptions {
         temperature: Some(judge.temperature),
         max_tokens: Some(judge.max_tokens),
@@ -160,8 +164,17 @@ pub(crate) async fn score_candidates<C: ModelClient + ?Sized>(
     match selector {
         Selector::Judge(judge) => {
             let options = judge_options(judge, &request.options, base_seed);
-            judge_all(inner, strategy, request, judge, options, candidates, concurrency, policy)
-                .await
+            judge_all(
+                inner,
+                strategy,
+                request,
+                judge,
+                options,
+                candidates,
+                concurrency,
+                policy,
+            )
+            .await
         }
         Selector::Verifier(verifier) => {
             verify_all(request, verifier, candidates, concurrency).await;
@@ -191,7 +204,7 @@ pub(crate) fn ranked(candidate: &Candidate) -> Ranked {
     }
     let score = match &candidate.score {
         Score::Judge { rating, .. } => *rating,
-        Score::Verifier { score } => score.unwrap_or(f64::NAN),
+        Score::Verifier { score } | Score::VerifiedVote { score, .. } => score.unwrap_or(f64::NAN),
         Score::Unscored | Score::Vote { .. } => f64::NAN,
     };
     Some((score, candidate.text.chars().count()))

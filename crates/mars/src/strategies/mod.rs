@@ -15,6 +15,8 @@
 //! | [`ReRead`] | RE2, Xu et al. 2023 | 1 |
 //! | [`DiverseSampling`] | temperature ensembles with a majority vote | n |
 //! | [`BestOfN`] | optillm's `bon` | n, plus n judge calls with [`Selector::Judge`] |
+//! | [`SelfConsistency`] | Wang et al. 2022; optillm's `self_consistency` | k (a verifier adds no call) |
+//! | [`CotReflection`] | optillm's `cot_reflection` | 1 |
 //!
 //! Usage is measured, never estimated: it is the sum of what the inner calls reported. A call
 //! that failed (and was dropped under [`FailurePolicy::Drop`]) still counts as a model call, with
@@ -40,6 +42,7 @@ const MAX_RECORDED_ERROR_BYTES: usize = 2048;
 
 pub mod baseline;
 pub mod best_of_n;
+pub mod cot_reflection;
 pub mod diverse_sampling;
 pub mod pipeline;
 pub mod rating;
@@ -47,15 +50,18 @@ pub mod registry;
 pub mod reread;
 pub mod sampling;
 pub mod selection;
+pub mod self_consistency;
 pub mod voting;
 
 pub use baseline::Baseline;
 pub use best_of_n::{BestOfN, BestOfNAggregator, BestOfNConfig};
+pub use cot_reflection::{CotReflection, CotReflectionConfig};
 pub use diverse_sampling::{DiverseSampling, DiverseSamplingAggregator, DiverseSamplingConfig};
 pub use pipeline::Pipeline;
 pub use registry::{Defaults, StrategyName, StrategySpec};
 pub use reread::{ReRead, ReReadAggregator, ReReadConfig};
 pub use selection::{JudgeConfig, Selector, Verifier};
+pub use self_consistency::{SelfConsistency, SelfConsistencyConfig};
 pub use voting::AnswerKey;
 
 /// What a strategy produced: the answer and a trace of how it was chosen.
@@ -191,6 +197,17 @@ pub enum Score {
     Verifier {
         /// The score; `None` when the verifier returned NaN (ranked below every number).
         score: Option<f64>,
+    },
+    /// A verifier score, then a majority vote among the candidates with the top score
+    /// (self-consistency with a verifier).
+    VerifiedVote {
+        /// The verifier's score; `None` when it returned NaN (ranked below every number).
+        score: Option<f64>,
+        /// The normalised answer that votes were counted over (see [`voting`]).
+        key: String,
+        /// How many top-scored candidates gave this normalised answer, this one included; 0
+        /// when this candidate's score was below the top and it did not vote.
+        votes: usize,
     },
 }
 

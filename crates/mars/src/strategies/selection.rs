@@ -204,7 +204,7 @@ pub(crate) fn ranked(candidate: &Candidate) -> Ranked {
     }
     let score = match &candidate.score {
         Score::Judge { rating, .. } => *rating,
-        Score::Verifier { score } => score.unwrap_or(f64::NAN),
+        Score::Verifier { score } | Score::VerifiedVote { score, .. } => score.unwrap_or(f64::NAN),
         Score::Unscored | Score::Vote { .. } => f64::NAN,
     };
     Some((score, candidate.text.chars().count()))

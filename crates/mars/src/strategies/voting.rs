@@ -4,6 +4,9 @@
 //! with whitespace collapsed and trailing punctuation removed; for code it is the code of the
 //! first fenced block with comments removed and runs of whitespace collapsed
 //! ([`crate::code::normalize_code`]), so that answers differing only in layout or comments agree.
+//! [`AnswerKey::FinalAnswer`] compares only the final answer of a worked solution
+//! ([`final_answer`]: a `\boxed{}` value, what follows "the answer is", or the last line), as
+//! self-consistency does.
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +25,10 @@ pub enum AnswerKey {
     /// The normalised code (see [`normalize_code`]) of the first fenced block, or of the whole
     /// answer when it has no fenced block.
     Code,
+    /// For an answer with a fenced block, the normalised code of the first one (as
+    /// [`Auto`](AnswerKey::Auto)); otherwise the normalised [`final_answer`], so that "The answer
+    /// is 4." and `\boxed{4}` agree.
+    FinalAnswer,
     /// A caller-supplied function, e.g. one that extracts the block defining a given function.
     Custom(Arc<dyn Fn(&str) -> String + Send + Sync>),
 }
@@ -32,6 +39,7 @@ impl fmt::Debug for AnswerKey {
             AnswerKey::Auto => "Auto",
             AnswerKey::Text => "Text",
             AnswerKey::Code => "Code",
+            AnswerKey::FinalAnswer => "FinalAnswer",
             AnswerKey::Custom(_) => "Custom(..)",
         })
     }
@@ -47,9 +55,86 @@ impl AnswerKey {
             },
             AnswerKey::Text => normalise_text(answer),
             AnswerKey::Code => normalize_code(first_fenced_block(answer).unwrap_or(answer)),
+            AnswerKey::FinalAnswer => match first_fenced_block(answer) {
+                Some(code) => normalize_code(code),
+                None => normalise_text(final_answer(answer)),
+            },
             AnswerKey::Custom(key) => key(answer),
         }
     }
+}
+
+/// The final answer of a worked prose solution, not normalised (see [`normalise_text`]).
+///
+/// In order of preference: the content of the last `\boxed{...}` that closes and is not empty
+/// (nested braces kept); else what follows the last "answer is" or "answer:" (any case, so also
+/// "The final answer is" and "**Answer:**") to the end of its line, or the next non-empty line
+/// when nothing follows on it; else the last non-empty line. Markdown emphasis, `$` and
+/// backticks around the result are trimmed, and so are a trailing `.` or `!`. Empty only when
+/// the text is blank.
+pub fn final_answer(text: &str) -> &str {
+    last_boxed(text)
+        .or_else(|| after_last_answer_marker(text))
+        .or_else(|| text.lines().rev().map(trim_answer).find(|l| !l.is_empty()))
+        .unwrap_or("")
+}
+
+/// The content of the last non-empty `\boxed{...}` with balanced braces.
+fn last_boxed(text: &str) -> Option<&str> {
+    const OPEN: &str = "\\boxed{";
+    text.rmatch_indices(OPEN).find_map(|(at, _)| {
+        let start = at + OPEN.len();
+        let mut depth = 1usize;
+        for (offset, c) in text[start..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        let content = trim_answer(&text[start..start + offset]);
+                        return (!content.is_empty()).then_some(content);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    })
+}
+
+/// What follows the last answer marker, on its line or, when that is empty, on the next
+/// non-empty line.
+fn after_last_answer_marker(text: &str) -> Option<&str> {
+    const MARKERS: [&str; 2] = ["answer is", "answer:"];
+    let bytes = text.as_bytes();
+    let is_word = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
+    // Markers are ASCII, so every match starts and ends on a character boundary.
+    let end = (0..bytes.len()).rev().find_map(|at| {
+        MARKERS.iter().find_map(|marker| {
+            let end = at + marker.len();
+            let matched = bytes
+                .get(at..end)
+                .is_some_and(|b| b.eq_ignore_ascii_case(marker.as_bytes()));
+            let bounded = (at == 0 || !is_word(at - 1)) && (marker.ends_with(':') || !is_word(end));
+            (matched && bounded).then_some(end)
+        })
+    })?;
+    let mut lines = text[end..].lines();
+    let rest = lines.next().map(trim_answer).unwrap_or("");
+    if !rest.is_empty() {
+        return Some(rest);
+    }
+    lines.map(trim_answer).find(|l| !l.is_empty())
+}
+
+/// `answer` without surrounding whitespace, emphasis, `$`, backticks, a leading `:` and a
+/// trailing `.` or `!`.
+fn trim_answer(answer: &str) -> &str {
+    answer
+        .trim_start_matches(|c: char| c.is_whitespace() || matches!(c, '*' | '_' | '$' | '`' | ':'))
+        .trim_end_matches(|c: char| {
+            c.is_whitespace() || matches!(c, '*' | '_' | '$' | '`' | '.' | '!')
+        })
 }
 
 /// The body of the first fenced code block; see [`fenced_blocks`].
@@ -135,6 +220,51 @@ mod tests {
         assert_eq!(AnswerKey::Code.key("x  =  1"), "x = 1");
         let custom = AnswerKey::Custom(Arc::new(|s: &str| s.len().to_string()));
         assert_eq!(custom.key("abc"), "3");
+    }
+
+    #[test]
+    fn final_answer_prefers_boxed_then_marker_then_last_line() {
+        let cases: &[(&str, &str)] = &[
+            // A boxed value wins wherever it is, the last one first; nested braces are kept.
+            ("So 2 + 2 = 4, and \\boxed{4}.", "4"),
+            (
+                "\\boxed{3} is wrong; \\boxed{ 4 } is right. The answer is 5.",
+                "4",
+            ),
+            ("$\\boxed{\\frac{1}{2}}$", "\\frac{1}{2}"),
+            // An unclosed or empty box is passed over.
+            ("\\boxed{7} then \\boxed{8", "7"),
+            ("\\boxed{} The answer is 6.", "6"),
+            // Answer markers, any case, to the end of their line.
+            ("Adding them.\nThe answer is 4.\nHope that helps!", "4"),
+            ("**Final Answer:** Paris", "Paris"),
+            ("answer: 12\nANSWER: 13", "13"),
+            ("Answer:4", "4"),
+            ("The final answer is: $x = 3$.", "x = 3"),
+            ("The answer is:\n\n  42\n", "42"),
+            // Not a marker: part of a longer word.
+            ("The answer isn't obvious.\nIt is 9", "It is 9"),
+            // Otherwise the last non-empty line.
+            ("Let me think.\n5\n\n", "5"),
+            ("**5**", "5"),
+            ("", ""),
+            ("  \n \n", ""),
+        ];
+        for &(text, expected) in cases {
+            assert_eq!(final_answer(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn final_answer_key_agrees_across_wordings_and_keeps_code_keys() {
+        let key = |text: &str| AnswerKey::FinalAnswer.key(text);
+        assert_eq!(key("The answer is 4."), "4");
+        assert_eq!(key("Working...\n\\boxed{4}"), "4");
+        assert_eq!(key("so:\nFOUR"), "four");
+        let a = "The answer is below.\n```rust\nfn f() -> u8 {\n    4\n}\n```";
+        let b = "```\n// f\nfn f() -> u8 { 4 }\n```";
+        assert_eq!(key(a), key(b));
+        assert_eq!(key(a), AnswerKey::Auto.key(a));
     }
 
     #[test]

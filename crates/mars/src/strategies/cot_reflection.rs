@@ -1,0 +1,351 @@
+//! CotReflection: one answer reasoned in `<thinking>`, checked in `<reflection>`, given in `<output>`.
+//!
+//! Source: optillm's `cot_reflection` approach (chain of thought with reflection).
+//!
+//! Algorithm: the caller's system prompt is extended (never replaced) with instructions to
+//! reason step by step inside `<thinking>` tags, to check that reasoning inside `<reflection>`
+//! tags, and to give the final answer inside `<output>` tags, and the request is answered in one
+//! call. The answer is the text of the last complete `<output>` section ([`extract_output`]:
+//! tags in any case, with spaces inside the brackets tolerated; an unclosed one runs to the end
+//! of the reply). A reply with no usable `<output>` section falls back to the reply with its
+//! thinking and reflection removed, or to the whole reply; the trace keeps the raw reply as the
+//! one candidate and records how the answer was extracted as a zero-cost `"extract output"`
+//! [`Step`] whose note says which rule applied.
+//!
+//! Cost: 1 model call.
+//!
+//! ```
+//! use mars::strategies::{CotReflection, CotReflectionConfig};
+//! use mars::{ScriptedClient, Turn};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let reply = "<thinking>2 + 2 = 4\n<reflection>Checked.</reflection></thinking>\n<output>4</output>";
+//! let client = ScriptedClient::new([Turn::text(reply)]);
+//! let strategy = CotReflection::new(client, CotReflectionConfig::default())?;
+//! let outcome = strategy.run("What is 2 + 2?".into()).await?;
+//! assert_eq!(outcome.answer, "4");
+//! assert_eq!(outcome.candidates[0].text, reply);
+//! assert!(strategy.inner().requests()[0].system.as_deref().is_some_and(|s| s.contains("<output>")));
+//! assert_eq!(outcome.usage.model_calls, 1);
+//! # Ok::<_, mars::Error>(()) }).unwrap();
+//! ```
+
+use std::fmt;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::{
+    Candidate, Outcome, Step, Strategy, append_to_system, finish_outcome, outcome_stream,
+    step_options, total_usage,
+};
+use crate::client::{ChatRequest, EventStream, ModelClient, Usage, collect_completion};
+use crate::error::{Error, Result};
+
+/// The instructions appended to the system prompt by default.
+pub const DEFAULT_INSTRUCTIONS: &str = "\
+Answer with a chain of thought followed by a reflection on it:
+1. Inside <thinking> tags, work through the problem step by step.
+2. Inside <reflection> tags, check that reasoning for mistakes, gaps or a better approach.
+3. Correct your thinking where the reflection found a problem.
+4. Inside <output> tags, give your final answer, complete and concise.
+
+Only the text inside <output> is shown to the user: put the whole answer there (code included) \
+and nothing of it in the thinking or the reflection.
+
+Use this format:
+<thinking>
+[step-by-step reasoning]
+<reflection>
+[a check of the reasoning above]
+</reflection>
+[corrections made after the reflection]
+</thinking>
+<output>
+[the final answer]
+</output>";
+
+/// Configuration of [`CotReflection`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CotReflectionConfig {
+    /// Appended to the caller's system prompt (default [`DEFAULT_INSTRUCTIONS`]); must not be
+    /// blank.
+    pub instructions: String,
+    /// The temperature of the call (default `None`: the request's).
+    pub temperature: Option<f32>,
+}
+
+impl Default for CotReflectionConfig {
+    fn default() -> Self {
+        CotReflectionConfig {
+            instructions: DEFAULT_INSTRUCTIONS.to_owned(),
+            temperature: None,
+        }
+    }
+}
+
+impl CotReflectionConfig {
+    fn validate(&self) -> Result<()> {
+        if self.instructions.trim().is_empty() {
+            return Err(Error::InvalidConfig {
+                field: "instructions",
+                reason: "the chain-of-thought instructions must not be blank".into(),
+            });
+        }
+        if let Some(t) = self.temperature
+            && (!t.is_finite() || t < 0.0)
+        {
+            return Err(Error::InvalidConfig {
+                field: "temperature",
+                reason: format!("{t} is not a temperature (finite, at least 0)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How [`extract_output`] found the answer in a reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extraction {
+    /// The text of the last complete `<output>...</output>` section that is not blank.
+    OutputTag,
+    /// An `<output>` tag that is never closed (and no complete section with text): the text
+    /// after it, to the end of the reply.
+    UnclosedOutputTag,
+    /// No `<output>` section with text: the reply with its `<thinking>` and `<reflection>`
+    /// sections (and stray tags) removed.
+    NoOutputTag,
+    /// No `<output>` section with text, and nothing left once thinking and reflection are
+    /// removed: the whole reply.
+    WholeReply,
+}
+
+impl fmt::Display for Extraction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Extraction::OutputTag => "the last <output> section",
+            Extraction::UnclosedOutputTag => {
+                "an <output> tag that is never closed: the text after it, to the end"
+            }
+            Extraction::NoOutputTag => {
+                "no <output> section with text: the whole reply, thinking and reflection removed"
+            }
+            Extraction::WholeReply => {
+                "no <output> section with text, and nothing but thinking and reflection: \
+                 the whole reply"
+            }
+        })
+    }
+}
+
+/// The answer in a chain-of-thought reply, trimmed, and how it was found (see [`Extraction`]).
+///
+/// Tags match in any case and with whitespace inside the brackets (`< OUTPUT >`, `</ output>`).
+/// When an `<output>` tag opens again before the previous one closes, the later one counts.
+/// Never fails: junk falls back to the reply itself.
+pub fn extract_output(reply: &str) -> (String, Extraction) {
+    let mut open: Option<usize> = None;
+    let mut last_complete: Option<&str> = None;
+    for tag in find_tags(reply, &["output"]) {
+        if tag.closing {
+            if let Some(start) = open.take() {
+                let content = reply[start..tag.start].trim();
+                if !content.is_empty() {
+                    last_complete = Some(content);
+                }
+            }
+        } else {
+            open = Some(tag.end);
+        }
+    }
+    if let Some(content) = last_complete {
+        return (content.to_owned(), Extraction::OutputTag);
+    }
+    if let Some(content) = open.map(|start| reply[start..].trim())
+        && !content.is_empty()
+    {
+        return (content.to_owned(), Extraction::UnclosedOutputTag);
+    }
+    let stripped = strip_reasoning(reply);
+    if stripped.trim().is_empty() {
+        (reply.trim().to_owned(), Extraction::WholeReply)
+    } else {
+        (stripped.trim().to_owned(), Extraction::NoOutputTag)
+    }
+}
+
+/// One tag found by [`find_tags`]: its byte span, which of the names it is, and whether it
+/// closes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tag {
+    start: usize,
+    end: usize,
+    name: usize,
+    closing: bool,
+}
+
+/// Every `<name>` and `</name>` tag of `text` for the given (ASCII) names, in order, in any
+/// case and with whitespace allowed inside the brackets.
+fn find_tags(text: &str, names: &[&str]) -> Vec<Tag> {
+    let mut tags = Vec::new();
+    let mut from = 0;
+    // Tags are ASCII, so every position below is a character boundary.
+    while let Some(offset) = text.get(from..).and_then(|rest| rest.find('<')) {
+        let start = from + offset;
+        match tag_at(text.as_bytes(), start, names) {
+            Some(tag) => {
+                tags.push(tag);
+                from = tag.end;
+            }
+            None => from = start + 1,
+        }
+    }
+    tags
+}
+
+/// The tag starting with the `<` at `start`, if it is one of `names`.
+fn tag_at(bytes: &[u8], start: usize, names: &[&str]) -> Option<Tag> {
+    let skip_space = |mut i: usize| {
+        while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
+            i += 1;
+        }
+        i
+    };
+    let mut i = skip_space(start + 1);
+    let closing = bytes.get(i) == Some(&b'/');
+    if closing {
+        i = skip_space(i + 1);
+    }
+    let (name, len) = names.iter().enumerate().find_map(|(index, name)| {
+        bytes
+            .get(i..i + name.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(name.as_bytes()))
+            .then_some((index, name.len()))
+    })?;
+    let i = skip_space(i + len);
+    (bytes.get(i) == Some(&b'>')).then_some(Tag {
+        start,
+        end: i + 1,
+        name,
+        closing,
+    })
+}
+
+/// `reply` without its `<thinking>` and `<reflection>` sections (nested or not; an unclosed
+/// one runs to the end) and without stray thinking, reflection or output tags.
+fn strip_reasoning(reply: &str) -> String {
+    const OUTPUT: usize = 2;
+    let mut kept = String::with_capacity(reply.len());
+    let mut cursor = 0;
+    let mut depth = 0usize;
+    for tag in find_tags(reply, &["thinking", "reflection", "output"]) {
+        if depth == 0 && (tag.name == OUTPUT || tag.closing) {
+            // A stray tag outside any section: drop the tag, keep the text around it.
+            kept.push_str(&reply[cursor..tag.start]);
+            cursor = tag.end;
+        } else if tag.name == OUTPUT {
+            // Inside a section: removed with it.
+        } else if !tag.closing {
+            if depth == 0 {
+                kept.push_str(&reply[cursor..tag.start]);
+            }
+            depth += 1;
+        } else {
+            depth -= 1;
+            if depth == 0 {
+                cursor = tag.end;
+            }
+        }
+    }
+    if depth == 0 {
+        kept.push_str(&reply[cursor..]);
+    }
+    kept
+}
+
+/// Chain of thought with reflection over an inner client (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct CotReflection<C> {
+    inner: C,
+    config: CotReflectionConfig,
+}
+
+impl<C> CotReflection<C> {
+    /// The name recorded in [`Outcome::strategy`].
+    pub const NAME: &'static str = "cot_reflection";
+
+    /// Wraps `inner`; fails with [`Error::InvalidConfig`] on blank instructions or an invalid
+    /// temperature.
+    pub fn new(inner: C, config: CotReflectionConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(CotReflection { inner, config })
+    }
+
+    /// The wrapped client.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// Gives the wrapped client back.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CotReflectionConfig {
+        &self.config
+    }
+}
+
+impl<C: ModelClient> CotReflection<C> {
+    /// Answers with one call, extracts the `<output>` section and returns the trace.
+    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
+        let started = Instant::now();
+        let options = step_options(&request.options, self.config.temperature);
+        let mut request = append_to_system(request, &self.config.instructions);
+        request.options = options.clone();
+        let completion = collect_completion(self.inner.stream_chat(request))
+            .await
+            .map_err(|source| Error::StrategyCall {
+                strategy: Self::NAME,
+                call: "answer".into(),
+                source: Box::new(source),
+            })?;
+        let (answer, extraction) = extract_output(&completion.text);
+        if extraction != Extraction::OutputTag {
+            tracing::debug!(strategy = Self::NAME, %extraction, "fell back");
+        }
+        let candidates = vec![Candidate::generated(options, completion)];
+        let usage = total_usage(&candidates, &[], started);
+        let mut outcome = finish_outcome(Self::NAME, candidates, 0, usage)?;
+        outcome.answer = answer.clone();
+        outcome.steps.push(Step {
+            stage: "extract output".into(),
+            text: answer,
+            usage: Usage::default(),
+            note: Some(extraction.to_string()),
+        });
+        Ok(outcome)
+    }
+}
+
+impl<C: ModelClient> ModelClient for CotReflection<C> {
+    /// Runs the strategy, then streams the extracted answer as one delta.
+    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
+        outcome_stream(CotReflection::run(self, request))
+    }
+}
+
+impl<C: ModelClient> Strategy for CotReflection<C> {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
+        Box::pin(CotReflection::run(self, request))
+    }
+}
+
+#[cfg(test)]
+#[path = "cot_reflection_tests.rs"]
+mod tests;

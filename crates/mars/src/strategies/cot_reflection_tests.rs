@@ -1,0 +1,251 @@
+use super::*;
+use crate::client::{FinishReason, Message, SamplingOptions};
+use crate::{ScriptedClient, Turn};
+
+#[test]
+fn extraction_table() {
+    use Extraction::*;
+    let cases: &[(&str, &str, Extraction)] = &[
+        // Proper tags, the format the instructions ask for.
+        (
+            "<thinking>\n2 + 2\n<reflection>\nfine\n</reflection>\n</thinking>\n<output>\n4\n</output>",
+            "4",
+            OutputTag,
+        ),
+        // Any case, spaces inside the brackets.
+        (
+            "<thinking>x</thinking>< OUTPUT >Paris</ output >",
+            "Paris",
+            OutputTag,
+        ),
+        // Several sections: the last complete one; a blank one does not count.
+        (
+            "<output>draft</output> <output>final</output>",
+            "final",
+            OutputTag,
+        ),
+        (
+            "<output>kept</output> <output>  </output>",
+            "kept",
+            OutputTag,
+        ),
+        (
+            "<output>kept</output> then <output>cut off",
+            "kept",
+            OutputTag,
+        ),
+        // A re-opened tag: the later one counts.
+        ("<output>a <output>b</output>", "b", OutputTag),
+        // Code inside the output is kept verbatim.
+        (
+            "<output>\n```rust\nfn f() -> u8 { 1 < 2 }\n```\n</output>",
+            "```rust\nfn f() -> u8 { 1 < 2 }\n```",
+            OutputTag,
+        ),
+        // A missing closing tag: to the end.
+        (
+            "<thinking>t</thinking><output>\n42 and more",
+            "42 and more",
+            UnclosedOutputTag,
+        ),
+        ("<output></output><output>late", "late", UnclosedOutputTag),
+        // No tags at all: the whole reply.
+        ("Just the answer: 7.", "Just the answer: 7.", NoOutputTag),
+        // No output tag: thinking and reflection (nested or not) removed.
+        (
+            "<thinking>long <reflection>r</reflection> more</thinking>\n\nThe answer is 4.",
+            "The answer is 4.",
+            NoOutputTag,
+        ),
+        (
+            "<Reflection>r</Reflection>Answer: yes",
+            "Answer: yes",
+            NoOutputTag,
+        ),
+        ("Before <thinking>never closed", "Before", NoOutputTag),
+        // Stray tags are dropped, and a blank output section is no answer.
+        ("</thinking>4</output>", "4", NoOutputTag),
+        (
+            "<thinking>t</thinking><output> </output>5",
+            "5",
+            NoOutputTag,
+        ),
+        // Junk that only looks like tags.
+        (
+            "a < b > c <outputs> </out> <output",
+            "a < b > c <outputs> </out> <output",
+            NoOutputTag,
+        ),
+        // Nothing but reasoning: the whole reply rather than nothing.
+        (
+            "<thinking>only thoughts",
+            "<thinking>only thoughts",
+            WholeReply,
+        ),
+        (
+            "  <thinking>a</thinking><reflection>b</reflection>\n",
+            "<thinking>a</thinking><reflection>b</reflection>",
+            WholeReply,
+        ),
+        ("", "", WholeReply),
+        ("  \n ", "", WholeReply),
+    ];
+    for &(reply, expected, extraction) in cases {
+        assert_eq!(
+            extract_output(reply),
+            (expected.to_owned(), extraction),
+            "{reply:?}"
+        );
+    }
+}
+
+#[test]
+fn invalid_configs_are_rejected() {
+    let cases = [
+        (
+            CotReflectionConfig {
+                instructions: " \n".into(),
+                ..CotReflectionConfig::default()
+            },
+            "instructions",
+        ),
+        (
+            CotReflectionConfig {
+                temperature: Some(f32::INFINITY),
+                ..CotReflectionConfig::default()
+            },
+            "temperature",
+        ),
+    ];
+    for (config, expected_field) in cases {
+        match CotReflection::new((), config).unwrap_err() {
+            Error::InvalidConfig { field, .. } => assert_eq!(field, expected_field),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(CotReflection::new((), CotReflectionConfig::default()).is_ok());
+}
+
+#[tokio::test]
+async fn the_system_prompt_is_kept_and_extended_and_the_output_returned() {
+    let reply = "<thinking>\nsum\n<reflection>ok</reflection>\n</thinking>\n<output>4</output>";
+    let client = ScriptedClient::new([Turn::text(reply)
+        .with_usage(Usage {
+            prompt_tokens: Some(120),
+            completion_tokens: Some(15),
+            ..Usage::default()
+        })
+        .with_finish_reason(FinishReason::Length)]);
+    let strategy = CotReflection::new(client, CotReflectionConfig::default()).unwrap();
+    let options = SamplingOptions {
+        temperature: Some(0.2),
+        seed: Some(3),
+        max_tokens: Some(512),
+        ..SamplingOptions::default()
+    };
+    let request = ChatRequest {
+        system: Some("You are terse.".into()),
+        messages: vec![
+            Message::user("hi"),
+            Message::assistant("hello"),
+            Message::user("What is 2 + 2?"),
+        ],
+        options: options.clone(),
+    };
+    let outcome = strategy.run(request.clone()).await.unwrap();
+
+    let sent = strategy.inner().requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].system.as_deref(),
+        Some(format!("You are terse.\n\n{DEFAULT_INSTRUCTIONS}").as_str())
+    );
+    assert_eq!(sent[0].messages, request.messages);
+    assert_eq!(sent[0].options, options, "the request's options are kept");
+
+    assert_eq!(outcome.strategy, "cot_reflection");
+    assert_eq!(outcome.answer, "4");
+    assert_eq!(outcome.finish_reason, FinishReason::Length);
+    assert_eq!(outcome.candidates.len(), 1);
+    assert_eq!(outcome.candidates[0].text, reply);
+    assert_eq!(outcome.candidates[0].options, options);
+    assert_eq!(outcome.steps.len(), 1);
+    let step = &outcome.steps[0];
+    assert_eq!(
+        (step.stage.as_str(), step.text.as_str()),
+        ("extract output", "4")
+    );
+    assert_eq!(step.note.as_deref(), Some("the last <output> section"));
+    assert_eq!(step.usage.model_calls, 0);
+    assert_eq!(outcome.usage.model_calls, 1);
+    assert_eq!(outcome.usage.prompt_tokens, Some(120));
+    assert_eq!(outcome.usage.completion_tokens, Some(15));
+}
+
+#[tokio::test]
+async fn a_configured_temperature_replaces_the_requests_and_no_system_prompt_is_fine() {
+    let config = CotReflectionConfig {
+        instructions: "Think, reflect, output.".into(),
+        temperature: Some(0.6),
+    };
+    let client = ScriptedClient::new([Turn::text("<output>x</output>")]);
+    let strategy = CotReflection::new(client, config).unwrap();
+    let request = ChatRequest::new("q").with_options(SamplingOptions {
+        temperature: Some(0.0),
+        max_tokens: Some(9),
+        ..SamplingOptions::default()
+    });
+    strategy.run(request).await.unwrap();
+    let sent = &strategy.inner().requests()[0];
+    assert_eq!(sent.system.as_deref(), Some("Think, reflect, output."));
+    assert_eq!(sent.options.temperature, Some(0.6));
+    assert_eq!(sent.options.max_tokens, Some(9));
+}
+
+#[tokio::test]
+async fn a_reply_without_output_tag_falls_back_and_the_trace_says_so() {
+    let reply = "<thinking>It is 4.</thinking>\nThe answer is 4.";
+    let strategy = CotReflection::new(
+        ScriptedClient::new([Turn::text(reply)]),
+        CotReflectionConfig::default(),
+    )
+    .unwrap();
+    let outcome = strategy.run("q".into()).await.unwrap();
+    assert_eq!(outcome.answer, "The answer is 4.");
+    assert_eq!(outcome.candidates[0].text, reply);
+    assert_eq!(
+        outcome.steps[0].note.as_deref(),
+        Some(Extraction::NoOutputTag.to_string().as_str())
+    );
+    // The stream carries the extracted answer, not the raw reply.
+    let strategy = CotReflection::new(
+        ScriptedClient::new([Turn::text(reply)]),
+        CotReflectionConfig::default(),
+    )
+    .unwrap();
+    let streamed = crate::collect_completion(strategy.stream_chat("q".into()))
+        .await
+        .unwrap();
+    assert_eq!(streamed.text, "The answer is 4.");
+    assert_eq!(streamed.usage.model_calls, 1);
+}
+
+#[tokio::test]
+async fn an_error_in_the_call_names_it() {
+    let strategy = CotReflection::new(
+        ScriptedClient::new([Turn::error("model crashed")]),
+        CotReflectionConfig::default(),
+    )
+    .unwrap();
+    match strategy.run("q".into()).await.unwrap_err() {
+        Error::StrategyCall {
+            strategy,
+            call,
+            source,
+        } => {
+            assert_eq!((strategy, call.as_str()), ("cot_reflection", "answer"));
+            assert!(source.to_string().contains("model crashed"), "{source}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,286 @@
+//! SelfConsistency: k samples at one temperature, then a majority vote over their final answers.
+//!
+//! Source: Wang et al., "Self-Consistency Improves Chain of Thought Reasoning in Language
+//! Models" (2022, arXiv:2203.11171), as optillm's `self_consistency` approach implements it;
+//! with a verifier, filtered as in AlphaCode (Li et al. 2022) before the vote.
+//!
+//! Algorithm: the request is sampled k times at one temperature with distinct seeds derived from
+//! the request's seed, all through one [`ModelClient::complete_batch`] call. Each answer is
+//! reduced to its final answer ([`AnswerKey::FinalAnswer`]: the normalised code of its first
+//! fenced block, else the `\boxed{}` value, what follows "the answer is", or the last line) and
+//! the most common final answer wins, ties going to the earliest sample, whose full answer is
+//! returned. With a [`Verifier`] (for code: one that runs the examples the prompt shows), every
+//! sample is scored first, only the samples with the top score vote, and the trace records each
+//! sample's score and vote ([`Score::VerifiedVote`]).
+//!
+//! Cost: k model calls, concurrent (at most `concurrency` at a time on a backend that does not
+//! batch), plus k verifier runs (no model call) with a verifier.
+//!
+//! ```
+//! use mars::strategies::{Score, SelfConsistency, SelfConsistencyConfig};
+//! use mars::{ScriptedClient, Turn};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let answers = ["2 + 2 = 5", "Adding: the answer is 4.", "So \\boxed{4}"];
+//! let client = ScriptedClient::from_fn(move |i, _request| Turn::text(answers[i]));
+//! let config = SelfConsistencyConfig { n: 3, ..SelfConsistencyConfig::default() };
+//! let strategy = SelfConsistency::new(client, config)?;
+//! let outcome = strategy.run("What is 2 + 2?".into()).await?;
+//! assert_eq!(outcome.answer, "Adding: the answer is 4.");
+//! assert_eq!(outcome.candidates[2].score, Score::Vote { key: "4".into(), votes: 2 });
+//! assert_eq!(outcome.usage.model_calls, 3);
+//! # Ok::<_, mars::Error>(()) }).unwrap();
+//! ```
+
+use std::num::NonZeroUsize;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
+use super::selection::{Selector, Verifier, score_candidates};
+use super::voting::{AnswerKey, majority};
+use super::{
+    Candidate, FailurePolicy, Outcome, Score, Strategy, ensure_survivor, finish_outcome,
+    generate_candidates, outcome_stream, total_usage,
+};
+use crate::client::{BatchRequest, ChatRequest, EventStream, ModelClient, SamplingOptions};
+use crate::error::{Error, Result};
+
+/// Configuration of [`SelfConsistency`].
+#[derive(Debug, Clone)]
+pub struct SelfConsistencyConfig {
+    /// How many samples, k (default 5); must be at least 1.
+    pub n: usize,
+    /// The temperature of every sample (default 0.7); `None` keeps the request's.
+    pub temperature: Option<f32>,
+    /// How answers are reduced before they vote (default [`AnswerKey::FinalAnswer`]).
+    pub answer_key: AnswerKey,
+    /// When set, scores every sample, and only the top-scored samples vote (default none). It
+    /// must never run the hidden tests that grade answers (see [`Verifier`]).
+    pub verifier: Option<Verifier>,
+    /// The base of the sample seeds when the request carries no seed (default 0).
+    pub base_seed: u64,
+    /// At most this many samples, then verifier runs, in flight (default 4).
+    pub concurrency: NonZeroUsize,
+    /// What a failed sample does (default [`FailurePolicy::Fail`]).
+    pub on_failure: FailurePolicy,
+}
+
+impl Default for SelfConsistencyConfig {
+    fn default() -> Self {
+        SelfConsistencyConfig {
+            n: 5,
+            temperature: Some(0.7),
+            answer_key: AnswerKey::FinalAnswer,
+            verifier: None,
+            base_seed: DEFAULT_BASE_SEED,
+            concurrency: BatchRequest::DEFAULT_CONCURRENCY,
+            on_failure: FailurePolicy::Fail,
+        }
+    }
+}
+
+impl SelfConsistencyConfig {
+    /// The sampling options of each sample for a request with options `base`: `base` with
+    /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`] (its base
+    /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
+    pub fn samples(&self, base: &SamplingOptions) -> Vec<SamplingOptions> {
+        derive_seeds(base.seed.unwrap_or(self.base_seed), self.n)
+            .into_iter()
+            .map(|seed| SamplingOptions {
+                temperature: self.temperature.or(base.temperature),
+                seed: Some(seed),
+                ..base.clone()
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.n == 0 {
+            return Err(Error::InvalidConfig {
+                field: "n",
+                reason: "self-consistency needs at least one sample".into(),
+            });
+        }
+        if let Some(t) = self.temperature
+            && (!t.is_finite() || t < 0.0)
+        {
+            return Err(Error::InvalidConfig {
+                field: "temperature",
+                reason: format!("{t} is not a temperature (finite, at least 0)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Which candidates may vote after verification: those with the top score.
+///
+/// `scores[i]` is `None` for a dropped candidate (never kept) and `Some(None)` for a NaN score,
+/// which ranks below every number: NaN-scored candidates are kept only when no candidate has a
+/// number.
+pub fn top_scored(scores: &[Option<Option<f64>>]) -> Vec<bool> {
+    let best = scores
+        .iter()
+        .filter_map(|s| s.flatten())
+        .fold(None, |best: Option<f64>, s| {
+            Some(best.map_or(s, |b| b.max(s)))
+        });
+    scores
+        .iter()
+        .map(|score| match score {
+            None => false,
+            Some(score) => *score == best,
+        })
+        .collect()
+}
+
+/// Self-consistency: a majority vote over sampled final answers (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct SelfConsistency<C> {
+    inner: C,
+    config: SelfConsistencyConfig,
+}
+
+impl<C> SelfConsistency<C> {
+    /// The name recorded in [`Outcome::strategy`].
+    pub const NAME: &'static str = "self_consistency";
+
+    /// Wraps `inner`; fails with [`Error::InvalidConfig`] when `n` is 0 or the temperature is
+    /// not one.
+    pub fn new(inner: C, config: SelfConsistencyConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(SelfConsistency { inner, config })
+    }
+
+    /// The wrapped client.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// Gives the wrapped client back.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SelfConsistencyConfig {
+        &self.config
+    }
+}
+
+impl<C: ModelClient> SelfConsistency<C> {
+    /// Samples, verifies when a verifier is set, votes and returns the trace.
+    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
+        let started = Instant::now();
+        let batch = BatchRequest {
+            request: request.clone(),
+            samples: self.config.samples(&request.options),
+            concurrency: self.config.concurrency,
+        };
+        let mut candidates =
+            generate_candidates(&self.inner, Self::NAME, batch, self.config.on_failure).await?;
+        ensure_survivor(Self::NAME, &candidates)?;
+        let keys: Vec<Option<String>> = candidates
+            .iter()
+            .map(|c| {
+                c.dropped
+                    .is_none()
+                    .then(|| self.config.answer_key.key(&c.text))
+            })
+            .collect();
+        let scores = match &self.config.verifier {
+            Some(verifier) => Some(self.verify(&request, verifier, &mut candidates).await?),
+            None => None,
+        };
+        let voters: Vec<Option<&str>> = match &scores {
+            Some(scores) => keys
+                .iter()
+                .zip(top_scored(scores))
+                .map(|(key, kept)| key.as_deref().filter(|_| kept))
+                .collect(),
+            None => keys.iter().map(Option::as_deref).collect(),
+        };
+        let Some(tally) = majority(&voters) else {
+            // `ensure_survivor` above left at least one voter, and the top score is someone's;
+            // kept as an error, not a panic.
+            return Err(Error::AllCandidatesFailed {
+                strategy: Self::NAME,
+                candidates: candidates.len(),
+                first_error: "no candidate was left to vote".into(),
+            });
+        };
+        for (i, (candidate, key)) in candidates.iter_mut().zip(keys).enumerate() {
+            let Some(key) = key else { continue };
+            let votes = tally.votes.get(i).copied().unwrap_or(0);
+            candidate.score = match scores.as_ref().and_then(|s| s.get(i)) {
+                Some(score) => Score::VerifiedVote {
+                    score: score.flatten(),
+                    key,
+                    votes,
+                },
+                None => Score::Vote { key, votes },
+            };
+        }
+        tracing::debug!(
+            strategy = Self::NAME,
+            winner = tally.winner,
+            votes = ?tally.votes,
+            ?scores,
+            "vote counted"
+        );
+        let usage = total_usage(&candidates, &[], started);
+        finish_outcome(Self::NAME, candidates, tally.winner, usage)
+    }
+
+    /// Scores every surviving candidate with `verifier`: for each candidate, `None` when it was
+    /// dropped, else its score (`None` for NaN).
+    async fn verify(
+        &self,
+        request: &ChatRequest,
+        verifier: &Verifier,
+        candidates: &mut [Candidate],
+    ) -> Result<Vec<Option<Option<f64>>>> {
+        // A verifier makes no model call, so there is no usage to add.
+        score_candidates(
+            &self.inner,
+            Self::NAME,
+            request,
+            &Selector::Verifier(verifier.clone()),
+            self.config.base_seed,
+            candidates,
+            self.config.concurrency.get(),
+            self.config.on_failure,
+        )
+        .await?;
+        Ok(candidates
+            .iter()
+            .map(|c| match (&c.dropped, &c.score) {
+                (None, Score::Verifier { score }) => Some(*score),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+impl<C: ModelClient> ModelClient for SelfConsistency<C> {
+    /// Runs the strategy, then streams the chosen answer as one delta.
+    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
+        outcome_stream(SelfConsistency::run(self, request))
+    }
+}
+
+impl<C: ModelClient> Strategy for SelfConsistency<C> {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
+        Box::pin(SelfConsistency::run(self, request))
+    }
+}
+
+#[cfg(test)]
+#[path = "self_consistency_tests.rs"]
+mod tests;

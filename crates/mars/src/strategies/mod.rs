@@ -15,6 +15,8 @@
 //! | [`ReRead`] | RE2, Xu et al. 2023 | 1 |
 //! | [`DiverseSampling`] | temperature ensembles with a majority vote | n |
 //! | [`BestOfN`] | optillm's `bon` | n, plus n judge calls with [`Selector::Judge`] |
+//! | [`MixtureOfAgents`] | Wang et al. 2024; optillm's `moa` | n proposals + 1 aggregation |
+//! | [`RoundTrip`] | optillm's `rto` | 3, or 4 when the round trip disagrees |
 //!
 //! Usage is measured, never estimated: it is the sum of what the inner calls reported. A call
 //! that failed (and was dropped under [`FailurePolicy::Drop`]) still counts as a model call, with
@@ -41,8 +43,10 @@ const MAX_RECORDED_ERROR_BYTES: usize = 2048;
 pub mod baseline;
 pub mod best_of_n;
 pub mod diverse_sampling;
+pub mod mixture_of_agents;
 pub mod rating;
 pub mod reread;
+pub mod rto;
 pub mod sampling;
 pub mod selection;
 pub mod voting;
@@ -50,7 +54,9 @@ pub mod voting;
 pub use baseline::Baseline;
 pub use best_of_n::{BestOfN, BestOfNAggregator, BestOfNConfig};
 pub use diverse_sampling::{DiverseSampling, DiverseSamplingAggregator, DiverseSamplingConfig};
+pub use mixture_of_agents::{MixtureOfAgents, MixtureOfAgentsConfig};
 pub use reread::{ReRead, ReReadAggregator, ReReadConfig};
+pub use rto::{RoundTrip, RoundTripConfig};
 pub use selection::{JudgeConfig, Selector, Verifier};
 pub use voting::AnswerKey;
 

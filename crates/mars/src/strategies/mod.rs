@@ -17,6 +17,8 @@
 //! | [`BestOfN`] | optillm's `bon` | n, plus n judge calls with [`Selector::Judge`] |
 //! | [`SelfConsistency`] | Wang et al. 2022; optillm's `self_consistency` | k (a verifier adds no call) |
 //! | [`CotReflection`] | optillm's `cot_reflection` | 1 |
+//! | [`MixtureOfAgents`] | Wang et al. 2024; optillm's `moa` | n proposals + 1 aggregation |
+//! | [`RoundTrip`] | optillm's `rto` | 3, or 4 when the round trip disagrees |
 //!
 //! Usage is measured, never estimated: it is the sum of what the inner calls reported. A call
 //! that failed (and was dropped under [`FailurePolicy::Drop`]) still counts as a model call, with
@@ -45,9 +47,11 @@ pub mod best_of_n;
 pub mod cot_reflection;
 pub mod diverse_sampling;
 pub mod pipeline;
+pub mod mixture_of_agents;
 pub mod rating;
 pub mod registry;
 pub mod reread;
+pub mod rto;
 pub mod sampling;
 pub mod selection;
 pub mod self_consistency;
@@ -59,7 +63,9 @@ pub use cot_reflection::{CotReflection, CotReflectionConfig};
 pub use diverse_sampling::{DiverseSampling, DiverseSamplingAggregator, DiverseSamplingConfig};
 pub use pipeline::Pipeline;
 pub use registry::{Defaults, StrategyName, StrategySpec};
+pub use mixture_of_agents::{MixtureOfAgents, MixtureOfAgentsConfig};
 pub use reread::{ReRead, ReReadAggregator, ReReadConfig};
+pub use rto::{RoundTrip, RoundTripConfig};
 pub use selection::{JudgeConfig, Selector, Verifier};
 pub use self_consistency::{SelfConsistency, SelfConsistencyConfig};
 pub use voting::AnswerKey;

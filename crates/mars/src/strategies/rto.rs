@@ -1,0 +1,302 @@
+//! RoundTrip (RTO): code written, described, written again from the description, and reconciled.
+//!
+//! Source: optillm's `rto` (round-trip optimisation) approach.
+//!
+//! Algorithm: the model answers the request with code C1 (the first fenced block of its reply,
+//! else the whole reply). In a follow-up turn of the same conversation it describes that code as
+//! an instruction precise enough to write it again, and a fresh request (the caller's system
+//! prompt, the description as the only user message) produces code C2. If C1 and C2 are the
+//! same after [`normalize_code`] the round trip agreed and C1's reply is the answer; otherwise a
+//! synthesis call, shown the original question, C1 and C2, writes one final version (code only),
+//! and its reply is the answer.
+//!
+//! Trace: `candidates[0]` is C1's reply and `candidates[1]` C2's; when the codes differ,
+//! `candidates[2]` is the synthesis. The [`winner`](Outcome::winner) is 0 when the round trip
+//! agreed and 2 otherwise, and `answer` is that candidate's full reply. The description call is
+//! the one [`Step`](super::Step) (`"description"`); its note says whether the round trip agreed
+//! and how each code was read (a fenced block, or a whole reply that had none).
+//!
+//! Cost: 3 model calls, or 4 when the codes differ; they are sequential, each needing the one
+//! before.
+//!
+//! ```
+//! use mars::strategies::{RoundTrip, RoundTripConfig};
+//! use mars::{ScriptedClient, Turn};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let client = ScriptedClient::new([
+//!     Turn::text("```rust\nfn add(a: i32, b: i32) -> i32 { a + b }\n```"),
+//!     Turn::text("Write a Rust function `add` that returns the sum of two i32s."),
+//!     Turn::text("```rust\nfn add(a: i32, b: i32) -> i32 {\n    a + b // the sum\n}\n```"),
+//! ]);
+//! let strategy = RoundTrip::new(client, RoundTripConfig::default())?;
+//! let outcome = strategy.run("Write add in Rust".into()).await?;
+//! assert_eq!(outcome.winner, 0, "the codes agree, so the first answer stands");
+//! assert!(outcome.answer.contains("{ a + b }"));
+//! assert_eq!(outcome.steps[0].stage, "description");
+//! assert_eq!(outcome.usage.model_calls, 3);
+//! # Ok::<_, mars::Error>(()) }).unwrap();
+//! ```
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+use super::{
+    Candidate, Outcome, Strategy, call_step, finish_outcome, outcome_stream,
+    rewrite_last_user_message, step_options, steps_usage, total_usage,
+};
+use crate::client::{
+    ChatRequest, Completion, EventStream, Message, ModelClient, collect_completion,
+};
+use crate::code::{CodeSource, ExtractedCode, fenced_blocks, normalize_code};
+use crate::error::{Error, Result};
+
+/// The follow-up instruction that asks for a description of the first code.
+pub const DESCRIBE_INSTRUCTION: &str = "Describe the code you just wrote as an instruction \
+     precise enough that, given only the instruction, you could write the same code again: its \
+     purpose, the signature, inputs and outputs, and the approach and edge cases it handles. \
+     Reply with the instruction only.";
+
+/// Configuration of [`RoundTrip`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoundTripConfig {
+    /// The temperature of every call (default 0.1, as optillm's `rto`: near-greedy, so that a
+    /// disagreement reflects the description rather than sampling noise); `None` keeps the
+    /// request's. The request's other options (seed, token limit, ...) are kept.
+    pub temperature: Option<f32>,
+}
+
+impl Default for RoundTripConfig {
+    fn default() -> Self {
+        RoundTripConfig {
+            temperature: Some(0.1),
+        }
+    }
+}
+
+impl RoundTripConfig {
+    fn validate(&self) -> Result<()> {
+        if let Some(t) = self.temperature
+            && (!t.is_finite() || t < 0.0)
+        {
+            return Err(Error::InvalidConfig {
+                field: "temperature",
+                reason: format!("{t} is not a temperature (finite, at least 0)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The code of a reply, trimmed: its first non-blank fenced block
+/// ([`CodeSource::FirstBlock`]), else the whole reply ([`CodeSource::RawText`], empty for a
+/// blank reply).
+pub fn round_trip_code(reply: &str) -> ExtractedCode {
+    match fenced_blocks(reply)
+        .into_iter()
+        .find(|b| !b.trim().is_empty())
+    {
+        Some(block) => ExtractedCode {
+            code: block.trim().to_owned(),
+            source: CodeSource::FirstBlock,
+        },
+        None => ExtractedCode {
+            code: reply.trim().to_owned(),
+            source: CodeSource::RawText,
+        },
+    }
+}
+
+/// Whether the round trip agreed: both codes non-empty and equal after [`normalize_code`]
+/// (comments and layout ignored).
+pub fn codes_agree(first: &str, second: &str) -> bool {
+    let first = normalize_code(first);
+    !first.is_empty() && first == normalize_code(second)
+}
+
+/// The description call: `request`'s conversation, then `first_reply` as the assistant's turn,
+/// then [`DESCRIBE_INSTRUCTION`] as the user's.
+pub fn description_request(request: ChatRequest, first_reply: &str) -> ChatRequest {
+    let mut request = request;
+    request.messages.push(Message::assistant(first_reply));
+    request.messages.push(Message::user(DESCRIBE_INSTRUCTION));
+    request
+}
+
+/// The second-code call: a fresh conversation with `request`'s system prompt and options and
+/// `description` as the only user message.
+pub fn second_code_request(request: &ChatRequest, description: &str) -> ChatRequest {
+    ChatRequest {
+        system: request.system.clone(),
+        messages: vec![Message::user(description)],
+        options: request.options.clone(),
+    }
+}
+
+/// The synthesis call's user message: the original `question`, both codes, and the request for
+/// one final version, code only.
+pub fn synthesis_prompt(question: &str, first: &str, second: &str) -> String {
+    format!(
+        "Original question:\n{question}\n\n\
+         First version of the code:\n```\n{first}\n```\n\n\
+         Second version of the code, written again from a description of the first:\n\
+         ```\n{second}\n```\n\n\
+         The two versions differ. Based on the original question and both versions, write one \
+         final, correct version of the code. Reply with the code only, in one fenced code block."
+    )
+}
+
+/// The description step's note: whether the round trip agreed, then what was unusual about the
+/// replies (a blank description, a reply without a fenced block).
+fn round_trip_note(
+    agreed: bool,
+    blank_description: bool,
+    first: CodeSource,
+    second: CodeSource,
+) -> String {
+    let mut notes = vec![if agreed {
+        "round trip agreed: the codes are the same after normalisation; the first answer stands"
+    } else {
+        "round trip disagreed: the codes differ (or one is empty); the synthesis answers"
+    }];
+    if blank_description {
+        notes.push("the description was blank, so the second code answers the question");
+    }
+    if first == CodeSource::RawText {
+        notes.push("the first reply has no fenced code block, so all of it is its code");
+    }
+    if second == CodeSource::RawText {
+        notes.push("the second reply has no fenced code block, so all of it is its code");
+    }
+    notes.join("; ")
+}
+
+/// Round-trip optimisation over an inner client (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct RoundTrip<C> {
+    inner: C,
+    config: RoundTripConfig,
+}
+
+impl<C> RoundTrip<C> {
+    /// The name recorded in [`Outcome::strategy`].
+    pub const NAME: &'static str = "rto";
+
+    /// Wraps `inner`; fails with [`Error::InvalidConfig`] when the temperature is invalid.
+    pub fn new(inner: C, config: RoundTripConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(RoundTrip { inner, config })
+    }
+
+    /// The wrapped client.
+    pub fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    /// Gives the wrapped client back.
+    pub fn into_inner(self) -> C {
+        self.inner
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RoundTripConfig {
+        &self.config
+    }
+}
+
+impl<C: ModelClient> RoundTrip<C> {
+    /// Writes, describes, rewrites and (when the codes differ) reconciles; returns the trace.
+    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
+        let started = Instant::now();
+        let Some(question) = request.last_user_message().map(str::to_owned) else {
+            return Err(Error::Unsupported {
+                detail: format!(
+                    "{} needs a user message to answer, and the request has none",
+                    Self::NAME
+                ),
+            });
+        };
+        let options = step_options(&request.options, self.config.temperature);
+        let request = request.with_options(options.clone());
+
+        let first = self.call("first code", request.clone()).await?;
+        let first_code = round_trip_code(&first.text);
+        let description_request = description_request(request.clone(), &first.text);
+        let description = call_step(
+            &self.inner,
+            Self::NAME,
+            "description".into(),
+            description_request,
+        )
+        .await?;
+        let blank_description = description.text.trim().is_empty();
+        let second_prompt = if blank_description {
+            question.as_str()
+        } else {
+            description.text.trim()
+        };
+        let second_request = second_code_request(&request, second_prompt);
+        let second = self.call("second code", second_request).await?;
+        let second_code = round_trip_code(&second.text);
+        let agreed = codes_agree(&first_code.code, &second_code.code);
+        tracing::debug!(strategy = Self::NAME, agreed, "round trip compared");
+        let note = round_trip_note(
+            agreed,
+            blank_description,
+            first_code.source,
+            second_code.source,
+        );
+        let step = description.noted(note);
+
+        let mut candidates = vec![
+            Candidate::generated(options.clone(), first),
+            Candidate::generated(options.clone(), second),
+        ];
+        let winner = if agreed {
+            0
+        } else {
+            let prompt = synthesis_prompt(&question, &first_code.code, &second_code.code);
+            let synthesis_request = rewrite_last_user_message(request, Self::NAME, |_| prompt)?;
+            let synthesis = self.call("synthesis", synthesis_request).await?;
+            candidates.push(Candidate::generated(options, synthesis));
+            2
+        };
+        let steps = vec![step];
+        let usage = total_usage(&candidates, &steps_usage(&steps), started);
+        let mut outcome = finish_outcome(Self::NAME, candidates, winner, usage)?;
+        outcome.steps = steps;
+        Ok(outcome)
+    }
+
+    /// One call of the round trip; a failure is [`Error::StrategyCall`] naming `stage`.
+    async fn call(&self, stage: &str, request: ChatRequest) -> Result<Completion> {
+        collect_completion(self.inner.stream_chat(request))
+            .await
+            .map_err(|source| Error::StrategyCall {
+                strategy: Self::NAME,
+                call: stage.to_owned(),
+                source: Box::new(source),
+            })
+    }
+}
+
+impl<C: ModelClient> ModelClient for RoundTrip<C> {
+    /// Runs the strategy, then streams the chosen answer as one delta.
+    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
+        outcome_stream(RoundTrip::run(self, request))
+    }
+}
+
+impl<C: ModelClient> Strategy for RoundTrip<C> {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
+        Box::pin(RoundTrip::run(self, request))
+    }
+}
+
+#[cfg(test)]
+#[path = "rto_tests.rs"]
+mod tests;

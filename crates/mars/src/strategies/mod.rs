@@ -15,6 +15,8 @@
 //! | [`ReRead`] | RE2, Xu et al. 2023 | 1 |
 //! | [`DiverseSampling`] | temperature ensembles with a majority vote | n |
 //! | [`BestOfN`] | optillm's `bon` | n, plus n judge calls with [`Selector::Judge`] |
+//! | [`PlanSearch`] | Wang et al. 2024, optillm's `plansearch` | 2 + 2p for p plans, plus p judge calls with [`Selector::Judge`] |
+//! | [`Leap`] | Zhang et al. 2024, optillm's `leap` | 1 + e + m + (1 if m > 0) + 1 for e examples and m mistakes; e + m + (1 if m > 0) + 1 with given examples |
 //!
 //! Usage is measured, never estimated: it is the sum of what the inner calls reported. A call
 //! that failed (and was dropped under [`FailurePolicy::Drop`]) still counts as a model call, with
@@ -41,6 +43,8 @@ const MAX_RECORDED_ERROR_BYTES: usize = 2048;
 pub mod baseline;
 pub mod best_of_n;
 pub mod diverse_sampling;
+pub mod leap;
+pub mod plansearch;
 pub mod rating;
 pub mod reread;
 pub mod sampling;
@@ -50,6 +54,8 @@ pub mod voting;
 pub use baseline::Baseline;
 pub use best_of_n::{BestOfN, BestOfNAggregator, BestOfNConfig};
 pub use diverse_sampling::{DiverseSampling, DiverseSamplingAggregator, DiverseSamplingConfig};
+pub use leap::{Leap, LeapConfig};
+pub use plansearch::{PlanSearch, PlanSearchConfig};
 pub use reread::{ReRead, ReReadAggregator, ReReadConfig};
 pub use selection::{JudgeConfig, Selector, Verifier};
 pub use voting::AnswerKey;

@@ -19,6 +19,12 @@
 //! | [`CotReflection`] | optillm's `cot_reflection` | 1 |
 //! | [`MixtureOfAgents`] | Wang et al. 2024; optillm's `moa` | n proposals + 1 aggregation |
 //! | [`RoundTrip`] | optillm's `rto` | 3, or 4 when the round trip disagrees |
+//! | [`PlanSearch`] | Wang et al. 2024, optillm's `plansearch` | 2 + 2p for p plans, plus p judge calls with [`Selector::Judge`] |
+//! | [`Leap`] | Zhang et al. 2024, optillm's `leap` | 1 + e + m + (1 if m > 0) + 1 for e examples and m mistakes; e + m + (1 if m > 0) + 1 with given examples |
+//! | [`Pipeline`] | optillm's `a&b` | the sum of its stages |
+//!
+//! The [`registry`] builds any of them from a name (mars's or optillm's slug) and shared
+//! [`Defaults`], and parses pipelines such as `re2&cot_reflection`.
 //!
 //! Usage is measured, never estimated: it is the sum of what the inner calls reported. A call
 //! that failed (and was dropped under [`FailurePolicy::Drop`]) still counts as a model call, with
@@ -46,8 +52,10 @@ pub mod baseline;
 pub mod best_of_n;
 pub mod cot_reflection;
 pub mod diverse_sampling;
-pub mod pipeline;
+pub mod leap;
 pub mod mixture_of_agents;
+pub mod pipeline;
+pub mod plansearch;
 pub mod rating;
 pub mod registry;
 pub mod reread;
@@ -61,9 +69,11 @@ pub use baseline::Baseline;
 pub use best_of_n::{BestOfN, BestOfNAggregator, BestOfNConfig};
 pub use cot_reflection::{CotReflection, CotReflectionConfig};
 pub use diverse_sampling::{DiverseSampling, DiverseSamplingAggregator, DiverseSamplingConfig};
-pub use pipeline::Pipeline;
-pub use registry::{Defaults, StrategyName, StrategySpec};
+pub use leap::{Leap, LeapConfig};
 pub use mixture_of_agents::{MixtureOfAgents, MixtureOfAgentsConfig};
+pub use pipeline::Pipeline;
+pub use plansearch::{PlanSearch, PlanSearchConfig};
+pub use registry::{Defaults, StrategyName, StrategySpec};
 pub use reread::{ReRead, ReReadAggregator, ReReadConfig};
 pub use rto::{RoundTrip, RoundTripConfig};
 pub use selection::{JudgeConfig, Selector, Verifier};
@@ -73,10 +83,11 @@ pub use voting::AnswerKey;
 /// What a strategy produced: the answer and a trace of how it was chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
-    /// The strategy's name (`"baseline"`, `"reread"`, `"diverse_sampling"`, `"best_of_n"`).
+    /// The strategy's name (`"baseline"`, `"reread"`, ..., the names of
+    /// [`StrategyName::name`]), or a pipeline's (`"reread&cot_reflection"`).
     pub strategy: String,
     /// The chosen answer: the text of `candidates[winner]`, or the part of it the strategy
-    /// extracted (CoT reflection's `<output>` section, the code block RTO settled on).
+    /// extracted (CoT reflection's `<output>` section).
     pub answer: String,
     /// Why the chosen answer's generation stopped.
     pub finish_reason: FinishReason,

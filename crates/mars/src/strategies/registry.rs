@@ -32,8 +32,10 @@ use super::pipeline::Pipeline;
 use super::selection::{Selector, Verifier};
 use super::voting::AnswerKey;
 use super::{
-    Baseline, BestOfN, BestOfNConfig, DiverseSampling, DiverseSamplingConfig, ReRead, ReReadConfig,
-    Strategy,
+    Baseline, BestOfN, BestOfNConfig, CotReflection, CotReflectionConfig, DiverseSampling,
+    DiverseSamplingConfig, Leap, LeapConfig, MixtureOfAgents, MixtureOfAgentsConfig, PlanSearch,
+    PlanSearchConfig, ReRead, ReReadConfig, RoundTrip, RoundTripConfig, SelfConsistency,
+    SelfConsistencyConfig, Strategy,
 };
 use crate::client::{BatchRequest, ModelClient};
 use crate::error::{Error, Result};
@@ -49,15 +51,33 @@ pub enum StrategyName {
     DiverseSampling,
     /// [`BestOfN`]: candidates rated by a judge (or scored by a verifier).
     BestOfN,
+    /// [`SelfConsistency`]: samples at one temperature, majority vote over final answers.
+    SelfConsistency,
+    /// [`MixtureOfAgents`]: proposals, then one aggregation.
+    MixtureOfAgents,
+    /// [`CotReflection`]: thinking, reflection and output sections; the output returned.
+    CotReflection,
+    /// [`PlanSearch`]: observations, plans, code per plan, then selection.
+    PlanSearch,
+    /// [`Leap`]: principles learned from mistakes on examples, then the answer.
+    Leap,
+    /// [`RoundTrip`]: code, description, code again, synthesis when they differ.
+    Rto,
 }
 
 impl StrategyName {
     /// Every strategy, in the order reports list them.
-    pub const ALL: [StrategyName; 4] = [
+    pub const ALL: [StrategyName; 10] = [
         StrategyName::Baseline,
         StrategyName::ReRead,
         StrategyName::DiverseSampling,
         StrategyName::BestOfN,
+        StrategyName::SelfConsistency,
+        StrategyName::MixtureOfAgents,
+        StrategyName::CotReflection,
+        StrategyName::PlanSearch,
+        StrategyName::Leap,
+        StrategyName::Rto,
     ];
 
     /// mars's name: the name in [`Outcome::strategy`](super::Outcome::strategy), reports and
@@ -68,6 +88,12 @@ impl StrategyName {
             StrategyName::ReRead => "reread",
             StrategyName::DiverseSampling => "diverse_sampling",
             StrategyName::BestOfN => "best_of_n",
+            StrategyName::SelfConsistency => "self_consistency",
+            StrategyName::MixtureOfAgents => "mixture_of_agents",
+            StrategyName::CotReflection => "cot_reflection",
+            StrategyName::PlanSearch => "plansearch",
+            StrategyName::Leap => "leap",
+            StrategyName::Rto => "rto",
         }
     }
 
@@ -78,21 +104,34 @@ impl StrategyName {
             StrategyName::ReRead => "re2",
             StrategyName::DiverseSampling => "diverse",
             StrategyName::BestOfN => "bon",
+            StrategyName::SelfConsistency => "self_consistency",
+            StrategyName::MixtureOfAgents => "moa",
+            StrategyName::CotReflection => "cot_reflection",
+            StrategyName::PlanSearch => "plansearch",
+            StrategyName::Leap => "leap",
+            StrategyName::Rto => "rto",
         }
     }
 
     /// Its cost in model calls, `n` being [`Defaults::n`] (as the strategy's docs give it).
     pub fn model_calls(self) -> &'static str {
         match self {
-            StrategyName::Baseline | StrategyName::ReRead => "1",
-            StrategyName::DiverseSampling => "n",
+            StrategyName::Baseline | StrategyName::ReRead | StrategyName::CotReflection => "1",
+            StrategyName::DiverseSampling | StrategyName::SelfConsistency => "n",
             StrategyName::BestOfN => "2n with the judge, n with the verifier",
+            StrategyName::MixtureOfAgents => "n + 1",
+            StrategyName::PlanSearch => "2 + 3n with the judge, 2 + 2n with the verifier",
+            StrategyName::Leap => "2 + e + m (+1 if m > 0); e examples (at most 3), m mistakes",
+            StrategyName::Rto => "3, or 4 when the two codes differ",
         }
     }
 
     /// Whether the strategy can select with a [`Verifier`] (the `_verifier` suffix).
     pub fn takes_verifier(self) -> bool {
-        matches!(self, StrategyName::BestOfN)
+        matches!(
+            self,
+            StrategyName::BestOfN | StrategyName::SelfConsistency | StrategyName::PlanSearch
+        )
     }
 
     /// The strategy named `text`: its mars name or its optillm slug (`baseline` and `none`
@@ -416,6 +455,60 @@ where
             };
             Box::new(BestOfN::new(client, config)?)
         }
+        StrategyName::SelfConsistency => {
+            let base = SelfConsistencyConfig::default();
+            let config = SelfConsistencyConfig {
+                n,
+                temperature: defaults.temperature.or(base.temperature),
+                answer_key: defaults
+                    .answer_key
+                    .clone()
+                    .unwrap_or(base.answer_key.clone()),
+                verifier: if stage.verifier {
+                    Some(verifier()?)
+                } else {
+                    None
+                },
+                concurrency,
+                ..base
+            };
+            Box::new(SelfConsistency::new(client, config)?)
+        }
+        StrategyName::MixtureOfAgents => {
+            let base = MixtureOfAgentsConfig::default();
+            let config = MixtureOfAgentsConfig {
+                n,
+                temperature: defaults.temperature.or(base.temperature),
+                concurrency,
+                ..base
+            };
+            Box::new(MixtureOfAgents::new(client, config)?)
+        }
+        StrategyName::CotReflection => {
+            Box::new(CotReflection::new(client, CotReflectionConfig::default())?)
+        }
+        StrategyName::PlanSearch => {
+            let base = PlanSearchConfig::default();
+            let config = PlanSearchConfig {
+                plans: n,
+                selector: if stage.verifier {
+                    Selector::Verifier(verifier()?)
+                } else {
+                    base.selector.clone()
+                },
+                concurrency,
+                ..base
+            };
+            Box::new(PlanSearch::new(client, config)?)
+        }
+        StrategyName::Leap => {
+            let config = LeapConfig {
+                concurrency,
+                ..LeapConfig::default()
+            };
+            Box::new(Leap::new(client, config)?)
+        }
+        StrategyName::Rto => Box::new(RoundTrip::new(client, RoundTripConfig::default())?),
     })
 }
 
@@ -433,6 +526,19 @@ mod tests {
             ("diverse", "diverse_sampling"),
             ("bon", "best_of_n"),
             ("bon_verifier", "best_of_n_verifier"),
+            ("self_consistency", "self_consistency"),
+            ("self_consistency_verifier", "self_consistency_verifier"),
+            ("moa", "mixture_of_agents"),
+            ("mixture_of_agents", "mixture_of_agents"),
+            ("cot_reflection", "cot_reflection"),
+            ("plansearch", "plansearch"),
+            ("plansearch_verifier", "plansearch_verifier"),
+            ("leap", "leap"),
+            ("rto", "rto"),
+            (
+                "moa&re2&cot_reflection",
+                "mixture_of_agents&reread&cot_reflection",
+            ),
             ("best_of_n_verifier", "best_of_n_verifier"),
             ("re2&bon", "reread&best_of_n"),
             (" re2 & none ", "reread&baseline"),
@@ -475,8 +581,14 @@ mod tests {
         );
         assert_eq!(shown("re2, reread, none"), ["reread", "baseline"]);
         let all = shown("all");
-        assert_eq!(all.len(), StrategyName::ALL.len() + 1);
-        assert!(all.contains(&"best_of_n_verifier".to_owned()));
+        assert_eq!(all.len(), StrategyName::ALL.len() + 3);
+        for verified in [
+            "best_of_n_verifier",
+            "self_consistency_verifier",
+            "plansearch_verifier",
+        ] {
+            assert!(all.contains(&verified.to_owned()), "{verified}");
+        }
         assert!(StrategySpec::parse_list(" , ").is_err());
     }
 

@@ -255,6 +255,25 @@ async fn the_matrix_grades_every_strategy_over_a_model() {
         3,
         "a verifier makes no model call"
     );
+    assert_eq!(calls("self_consistency"), 3);
+    assert_eq!(calls("self_consistency_verifier"), 3);
+    assert_eq!(calls("mixture_of_agents"), 4, "3 proposals + 1 aggregation");
+    assert_eq!(calls("cot_reflection"), 1);
+    assert_eq!(
+        calls("plansearch"),
+        2 + 3 + 3 + 3,
+        "observations, derived, 3 plans, 3 programs, 3 judge calls"
+    );
+    assert_eq!(calls("plansearch_verifier"), 2 + 3 + 3);
+    // No examples can be read from a reply that is only code: extraction, then the answer.
+    assert_eq!(calls("leap"), 2);
+    // prime_check's round trip disagrees (the description is answered with other code).
+    let rto: Vec<u32> = records
+        .iter()
+        .filter(|r| r.strategy.as_str() == "rto")
+        .map(|r| if r.task_id == "prime_check" { 4 } else { 3 } - r.model_calls)
+        .collect();
+    assert!(rto.iter().all(|&d| d == 0), "{rto:?}");
     let report = Report::build(backend(), config, &tasks, "test".into(), records);
     assert_eq!(report.strategies[0].pass.successes, 2);
     assert_eq!(report.strategies[0].pass.trials, 4);

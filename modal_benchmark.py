@@ -13,8 +13,9 @@ pipeline on this machine without Modal. See MODAL_BENCHMARK_SETUP.md.
 
 Read at import, because Modal applies the function decorator then: MARS_MODAL_GPU (default
 "L4"), MARS_MODAL_TIMEOUT (seconds per container, default 3600), MARS_MODAL_VOLUME (default
-"mars-models"). `--gpu` and `--timeout` of `modal run` override the first two per call through
-`Function.with_options`. Importing this module never contacts Modal.
+"mars-models"), MARS_MODAL_CUDA_ARCHS (the CUDA architectures the image's llama.cpp is built
+for, default "75;80;86;89;90"). `--gpu` and `--timeout` of `modal run` override the first two
+per call through `Function.with_options`. Importing this module never contacts Modal.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ BINARY = "target/release/examples/comprehensive_benchmark"
 OLLAMA_HOST = "127.0.0.1:11434"
 BUILTIN_TASKS = ("seed", "ladder", "all")
 
+# The embedded engine is built with llama.cpp's CUDA backend: a CUDA devel image has nvcc and
+# the libraries, and the driver comes from Modal's GPU host at run time. CUDA code is compiled
+# for these GPU generations (T4, A100, A10G, L4/L40S, H100); fewer build faster.
+CUDA_IMAGE = "nvidia/cuda:12.4.1-devel-ubuntu22.04"
+CUDA_ARCHITECTURES = os.environ.get("MARS_MODAL_CUDA_ARCHS", "75;80;86;89;90")
 APT_PACKAGES = [
     "build-essential", "cmake", "clang", "libclang-dev", "curl", "ca-certificates", "git",
     "pkg-config", "util-linux", "zstd", "pciutils",
@@ -59,7 +65,8 @@ BUILD_IGNORE = [
     "**/*.gguf", "modal_benchmark.py", "requirements-modal.txt", "tests/python",
     "MODAL_BENCHMARK_*", "NOTES-*.md",
 ]
-CARGO_BUILD = "cargo build --release --example comprehensive_benchmark"
+CARGO_BUILD = ("cargo build --release -p mars -p mars-llama --features mars-llama/cuda "
+               "--example comprehensive_benchmark")
 
 
 def toolchain_channel(root: Path = REPO_ROOT) -> str:
@@ -72,15 +79,20 @@ def toolchain_channel(root: Path = REPO_ROOT) -> str:
 
 
 def build_image() -> modal.Image:
-    """Debian slim, build tools, rustup's toolchain, Ollama, and the benchmark built in release."""
+    """CUDA devel image, build tools, rustup's toolchain, Ollama, and the benchmark built in
+    release with the embedded engine's CUDA backend."""
     rustup = (
         "curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y "
         f"--profile minimal --default-toolchain {toolchain_channel()}"
     )
     return (
-        modal.Image.debian_slim()
+        modal.Image.from_registry(CUDA_IMAGE, add_python="3.11")
         .apt_install(*APT_PACKAGES)
-        .env({"PATH": "/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/bin"})
+        .env({
+            "PATH": "/root/.cargo/bin:/usr/local/cuda/bin:/usr/local/sbin:/usr/local/bin:"
+                    "/usr/sbin:/usr/bin:/bin",
+            "CMAKE_CUDA_ARCHITECTURES": CUDA_ARCHITECTURES,
+        })
         .run_commands(rustup, "curl -fsSL https://ollama.com/install.sh | sh")
         .add_local_dir(REPO_ROOT, REMOTE_REPO, copy=True, ignore=BUILD_IGNORE)
         .workdir(REMOTE_REPO)

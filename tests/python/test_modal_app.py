@@ -117,3 +117,13 @@ def test_image_installs_the_pinned_toolchain():
     assert mb.toolchain_channel() == pinned
     assert mb.toolchain_channel(REPO_ROOT / "no-such-dir") == "stable"
     assert "--example comprehensive_benchmark" in mb.CARGO_BUILD and "--release" in mb.CARGO_BUILD
+
+
+def test_image_builds_the_embedded_engine_with_cuda():
+    # The feature the build enables exists in the engine crate and forwards to llama.cpp's CUDA.
+    manifest = tomllib.loads((REPO_ROOT / "crates/mars-llama/Cargo.toml").read_text())
+    assert manifest["features"]["cuda"] == ["llama-cpp-2/cuda"]
+    assert "--features mars-llama/cuda" in mb.CARGO_BUILD
+    assert "-p mars-llama" in mb.CARGO_BUILD
+    assert mb.CUDA_IMAGE.startswith("nvidia/cuda:") and "-devel-" in mb.CUDA_IMAGE
+    assert all(arch.isdigit() for arch in mb.CUDA_ARCHITECTURES.split(";"))

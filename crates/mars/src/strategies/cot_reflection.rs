@@ -39,7 +39,7 @@ use super::{
     Candidate, Outcome, Step, Strategy, append_to_system, finish_outcome, outcome_stream,
     step_options, total_usage,
 };
-use crate::client::{ChatRequest, EventStream, ModelClient, Usage, collect_completion};
+use crate::client::{ChatRequest, EventStream, ModelClient, collect_completion};
 use crate::error::{Error, Result};
 
 /// The instructions appended to the system prompt by default.
@@ -319,12 +319,9 @@ impl<C: ModelClient> CotReflection<C> {
         let usage = total_usage(&candidates, &[], started);
         let mut outcome = finish_outcome(Self::NAME, candidates, 0, usage)?;
         outcome.answer = answer.clone();
-        outcome.steps.push(Step {
-            stage: "extract output".into(),
-            text: answer,
-            usage: Usage::default(),
-            note: Some(extraction.to_string()),
-        });
+        outcome
+            .steps
+            .push(Step::record("extract output", answer, extraction.to_string()));
         Ok(outcome)
     }
 }

@@ -62,7 +62,7 @@ use super::{
     outcome_stream, rewrite_last_user_message, step_options, steps_usage, total_usage,
 };
 use crate::client::collect_completion;
-use crate::client::{BatchRequest, ChatRequest, EventStream, ModelClient, Usage};
+use crate::client::{BatchRequest, ChatRequest, EventStream, ModelClient};
 use crate::error::{Error, Result};
 
 /// One worked example: a question and its expected answer.
@@ -488,16 +488,7 @@ impl<C: ModelClient> Leap<C> {
 
 /// A step that made no call: the trace's record of a stage that was skipped, and why.
 fn skipped_step(stage: &str, why: String) -> Step {
-    Step {
-        stage: stage.to_owned(),
-        text: String::new(),
-        usage: Usage {
-            prompt_tokens: Some(0),
-            completion_tokens: Some(0),
-            ..Usage::default()
-        },
-        note: Some(why),
-    }
+    Step::record(stage, String::new(), why)
 }
 
 impl<C: ModelClient> ModelClient for Leap<C> {

@@ -99,8 +99,9 @@ pub struct Outcome {
     /// strategy's wall time; `time_to_first_token` is `None` (no text was streamed by `run`).
     pub usage: Usage,
     /// The calls of a multi-step strategy that are not candidates (observations, plans,
-    /// descriptions, an aggregation, ...), in the order they were made; empty for one-step
-    /// strategies.
+    /// descriptions, principles, ...) in the order they were made, and records of decisions
+    /// made without a call (a stage skipped, how an answer was extracted); empty for the
+    /// strategies that make neither.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
     /// For a [`Pipeline`], the outcome of each stage, in order; empty otherwise.
@@ -120,15 +121,20 @@ impl Outcome {
     }
 }
 
-/// One intermediate call of a multi-step strategy, recorded in [`Outcome::steps`].
+/// One intermediate call of a multi-step strategy, or a record of a decision it made without a
+/// call (then `usage.model_calls` is 0 and `finish_reason` is `None`); in [`Outcome::steps`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
-    /// What the call was for, e.g. `"observations"`, `"plan 2"`, `"aggregate"`.
+    /// What the call was for, e.g. `"observations"`, `"plan 2"`, `"extract output"`.
     pub stage: String,
-    /// The reply, verbatim.
+    /// The reply, verbatim (for a record, what the strategy kept).
     pub text: String,
-    /// What the call cost, as the inner client reported it.
+    /// What the call cost, as the inner client reported it; zero for a record.
     pub usage: Usage,
+    /// Why the reply's generation stopped (`Length`: cut off at the token limit); `None` for a
+    /// record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish_reason: Option<FinishReason>,
     /// What the strategy made of the reply, when that is worth knowing (e.g. that a reply had
     /// no list to parse and was used whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,7 +148,24 @@ impl Step {
             stage: stage.into(),
             text: completion.text,
             usage: completion.usage,
+            finish_reason: Some(completion.finish_reason),
             note: None,
+        }
+    }
+
+    /// A record of a decision made without a call: no model call, zero tokens, `text` what the
+    /// strategy kept, `note` why.
+    pub(crate) fn record(stage: impl Into<String>, text: String, note: impl Into<String>) -> Self {
+        Step {
+            stage: stage.into(),
+            text,
+            usage: Usage {
+                prompt_tokens: Some(0),
+                completion_tokens: Some(0),
+                ..Usage::default()
+            },
+            finish_reason: None,
+            note: Some(note.into()),
         }
     }
 
@@ -532,7 +555,6 @@ pub(crate) fn append_to_system(request: ChatRequest, extra: &str) -> ChatRequest
 
 /// The sampling options of a step derived from the request's: its seed and token limit kept,
 /// `temperature` set when given.
-#[allow(dead_code)] // used by the strategies of the second wave
 pub(crate) fn step_options(base: &SamplingOptions, temperature: Option<f32>) -> SamplingOptions {
     SamplingOptions {
         temperature: temperature.or(base.temperature),

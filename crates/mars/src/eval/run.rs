@@ -441,10 +441,15 @@ fn record_of(
     let usage = &outcome.usage;
     let distinct: HashSet<&str> = outcome.candidates.iter().map(|c| c.text.as_str()).collect();
     let latency_ms = latency.as_secs_f64() * 1e3;
-    // A single-call strategy streams its one call through: the user sees that call's first
-    // token. A strategy that selects among candidates shows its answer only at the end.
+    // A strategy of one call and nothing else (baseline, reread) streams that call through:
+    // the user sees its first token. Any other shows its answer only at the end, even with one
+    // candidate (LEAP's final answer comes after its other calls; CoT reflection's is extracted).
     let first_token = match outcome.candidates.as_slice() {
-        [only] => only.usage.time_to_first_token,
+        [only]
+            if usage.model_calls == 1 && outcome.steps.is_empty() && outcome.stages.is_empty() =>
+        {
+            only.usage.time_to_first_token
+        }
         _ => None,
     };
     SampleRecord {

@@ -319,9 +319,11 @@ impl<C: ModelClient> CotReflection<C> {
         let usage = total_usage(&candidates, &[], started);
         let mut outcome = finish_outcome(Self::NAME, candidates, 0, usage)?;
         outcome.answer = answer.clone();
-        outcome
-            .steps
-            .push(Step::record("extract output", answer, extraction.to_string()));
+        outcome.steps.push(Step::record(
+            "extract output",
+            answer,
+            extraction.to_string(),
+        ));
         Ok(outcome)
     }
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::client::{FinishReason, Message, SamplingOptions};
+use crate::client::{FinishReason, Message, SamplingOptions, Usage};
 use crate::{ScriptedClient, Turn};
 
 #[test]

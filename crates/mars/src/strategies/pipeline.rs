@@ -5,7 +5,8 @@
 //!
 //! Algorithm: the first stage answers the request. Every later stage answers the same request
 //! with its last user message replaced by the previous stage's answer (the system prompt,
-//! earlier messages and sampling options are kept). The last stage's answer is the pipeline's;
+//! earlier messages and sampling options, seed included, are kept: a seeded pipeline is
+//! reproducible, and stages that sample derive the same seeds from it). The last stage's answer is the pipeline's;
 //! the trace keeps every stage's [`Outcome`] in [`Outcome::stages`].
 //!
 //! Cost: the sum of the stages' calls, one stage after another.

@@ -121,7 +121,9 @@ impl StrategyName {
             StrategyName::BestOfN => "2n with the judge, n with the verifier",
             StrategyName::MixtureOfAgents => "n + 1",
             StrategyName::PlanSearch => "2 + 3n with the judge, 2 + 2n with the verifier",
-            StrategyName::Leap => "2 + e + m (+1 if m > 0); e examples (at most 3), m mistakes",
+            StrategyName::Leap => {
+                "2 + e + m, +1 to condense the principles; e examples (at most 3), m mistakes"
+            }
             StrategyName::Rto => "3, or 4 when the two codes differ",
         }
     }
@@ -489,8 +491,10 @@ where
         }
         StrategyName::PlanSearch => {
             let base = PlanSearchConfig::default();
+            // One first observation per plan at least, so that every plan's subset differs.
             let config = PlanSearchConfig {
                 plans: n,
+                observations: base.observations.max(n),
                 selector: if stage.verifier {
                     Selector::Verifier(verifier()?)
                 } else {

@@ -104,3 +104,114 @@ fn a_verifier_stage_needs_a_verifier() {
         "{err}"
     );
 }
+
+/// A model that gives every kind of call something it can use: a rating to judges, a list to
+/// list prompts, and code otherwise; with usage, so token sums are known.
+fn obliging_model() -> crate::ScriptedClient {
+    crate::ScriptedClient::from_fn(|i, request| {
+        let prompt = request.last_user_message().unwrap_or_default();
+        let text = if prompt.starts_with("Rate the above") {
+            "Rating: 7".to_owned()
+        } else {
+            format!("1. idea {i}\n2. more\n```rust\nfn f() -> u32 {{ {i} }}\n```")
+        };
+        crate::Turn::text(text).with_usage(crate::Usage {
+            prompt_tokens: Some(10),
+            completion_tokens: Some(3),
+            model_calls: 1,
+            ..crate::Usage::default()
+        })
+    })
+}
+
+#[tokio::test]
+async fn every_spec_counts_exactly_the_calls_it_makes() {
+    let verifier = Verifier::new(|_request, candidate: &str| {
+        let score = candidate.len() as f64;
+        async move { score }
+    });
+    let defaults = Defaults {
+        n: 2,
+        temperature: Some(0.3),
+        verifier: Some(verifier),
+        ..Defaults::default()
+    };
+    let mut specs = StrategySpec::all();
+    specs.push("moa&re2&cot_reflection".parse().unwrap());
+    specs.push("bon_verifier&leap".parse().unwrap());
+    for spec in specs {
+        let client = obliging_model();
+        let strategy = build(&spec, &client, &defaults).unwrap();
+        // A strategy's own name (a verifier changes how it selects, not what it is); a
+        // pipeline's is its spec.
+        let name = match spec.stages() {
+            [stage] => stage.strategy.name(),
+            _ => spec.as_str(),
+        };
+        assert_eq!(strategy.name(), name);
+        let request = crate::ChatRequest::new("Write f.")
+            .with_system("Be terse.")
+            .with_options(crate::SamplingOptions {
+                seed: Some(5),
+                max_tokens: Some(40),
+                ..Default::default()
+            });
+        let outcome = strategy.run(request).await.unwrap();
+        let requests = client.requests();
+        assert_eq!(outcome.strategy, name);
+        assert_eq!(
+            outcome.usage.model_calls as usize,
+            requests.len(),
+            "{spec}: calls counted vs made"
+        );
+        assert_eq!(
+            outcome.usage.prompt_tokens,
+            Some(10 * requests.len() as u64),
+            "{spec}"
+        );
+        assert_eq!(
+            outcome.usage.completion_tokens,
+            Some(3 * requests.len() as u64),
+            "{spec}"
+        );
+        for sent in &requests {
+            let system = sent.system.as_deref().unwrap_or_default();
+            assert!(
+                system.starts_with("Be terse."),
+                "{spec}: system prompt lost: {system:?}"
+            );
+        }
+        assert!(!outcome.answer.is_empty(), "{spec}");
+    }
+}
+
+#[tokio::test]
+async fn defaults_reach_the_strategies() {
+    let defaults = Defaults {
+        n: 2,
+        temperature: Some(0.3),
+        ..Defaults::default()
+    };
+    let cases: &[(&str, usize)] = &[
+        ("bon", 2),
+        ("diverse", 2),
+        ("self_consistency", 2),
+        // The two proposals and the aggregation.
+        ("moa", 3),
+        ("plansearch", 2),
+    ];
+    for &(name, candidates) in cases {
+        let client = obliging_model();
+        let strategy = build(&name.parse().unwrap(), &client, &defaults).unwrap();
+        let outcome = strategy.run("Write f.".into()).await.unwrap();
+        assert_eq!(outcome.candidates.len(), candidates, "{name}");
+        if name != "diverse" && name != "plansearch" {
+            // One temperature for the samples: the default's, not the strategy's own.
+            assert_eq!(
+                outcome.candidates[0].options.temperature,
+                Some(0.3),
+                "{name}"
+            );
+        }
+    }
+}

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::eval::grade::{Grader, Tests, Verdict};
 use crate::eval::tasks::Task;
 use crate::strategies::registry::{self, Defaults, StrategySpec};
-use crate::strategies::sampling::derive_seeds;
+use crate::strategies::sampling::{MAX_SAMPLES, derive_seeds};
 use crate::strategies::selection::Verifier;
 use crate::strategies::voting::AnswerKey;
 use crate::strategies::{Outcome, Strategy};
@@ -74,8 +74,11 @@ impl RunConfig {
         if self.max_tokens == 0 {
             return bad("max_tokens", "must be at least 1");
         }
-        if self.candidates == 0 {
-            return bad("candidates", "must be at least 1");
+        if !(1..=MAX_SAMPLES).contains(&self.candidates) {
+            return bad(
+                "candidates",
+                &format!("must be between 1 and {MAX_SAMPLES}"),
+            );
         }
         if self.concurrency == 0 {
             return bad("concurrency", "must be at least 1");

@@ -40,7 +40,7 @@ use std::num::NonZeroUsize;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, derive_seeds, spaced_temperatures};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds, spaced_temperatures};
 use super::voting::{AnswerKey, majority};
 use super::{
     FailurePolicy, Outcome, Score, Strategy, ensure_survivor, finish_outcome, generate_candidates,
@@ -101,12 +101,7 @@ impl DiverseSamplingConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        if self.n == 0 {
-            return Err(Error::InvalidConfig {
-                field: "n",
-                reason: "diverse sampling needs at least one sample".into(),
-            });
-        }
+        check_count("n", self.n)?;
         for (field, value) in [
             ("min_temperature", self.min_temperature),
             ("max_temperature", self.max_temperature),

@@ -32,6 +32,23 @@ pub fn spaced_temperatures(min: f32, max: f32, n: usize) -> Vec<f32> {
     }
 }
 
+/// The most samples, candidates, plans or examples one strategy call may ask for: far above any
+/// useful setting, and low enough that a mistyped count is an error rather than an allocation
+/// failure or hours of seed derivation.
+pub const MAX_SAMPLES: usize = 1024;
+
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming `field` unless `1 <= n <=`
+/// [`MAX_SAMPLES`].
+pub(crate) fn check_count(field: &'static str, n: usize) -> crate::Result<()> {
+    if (1..=MAX_SAMPLES).contains(&n) {
+        return Ok(());
+    }
+    Err(crate::Error::InvalidConfig {
+        field,
+        reason: format!("{n} is not between 1 and {MAX_SAMPLES}"),
+    })
+}
+
 /// `n` distinct seeds derived from `base`, each below [`SEED_BOUND`].
 ///
 /// Seed `i` is the `(i + 1)`-th output of SplitMix64 started at `base` (the finaliser applied to

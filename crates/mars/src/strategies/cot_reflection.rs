@@ -7,10 +7,11 @@
 //! tags, and to give the final answer inside `<output>` tags, and the request is answered in one
 //! call. The answer is the text of the last complete `<output>` section ([`extract_output`]:
 //! tags in any case, with spaces inside the brackets tolerated; an unclosed one runs to the end
-//! of the reply). A reply with no usable `<output>` section falls back to the reply with its
-//! thinking and reflection removed, or to the whole reply; the trace keeps the raw reply as the
-//! one candidate and records how the answer was extracted as a zero-cost `"extract output"`
-//! [`Step`] whose note says which rule applied.
+//! of the reply). A reply with no usable `<output>` section (none, or only blank ones) falls
+//! back to the whole reply, trimmed, so nothing of an answer cut off inside `<thinking>` (say by
+//! the token limit) is lost; the trace keeps the raw reply as the one candidate and records how
+//! the answer was extracted as an `"extract output"` [`Step`] that made no call (zero tokens)
+//! and whose note says which rule applied.
 //!
 //! Cost: 1 model call.
 //!
@@ -112,12 +113,9 @@ pub enum Extraction {
     /// An `<output>` tag that is never closed (and no complete section with text): the text
     /// after it, to the end of the reply.
     UnclosedOutputTag,
-    /// No `<output>` section with text: the reply with its `<thinking>` and `<reflection>`
-    /// sections (and stray tags) removed.
+    /// No `<output>` section with text: the whole reply, trimmed (thinking, reflection and
+    /// any stray tags included).
     NoOutputTag,
-    /// No `<output>` section with text, and nothing left once thinking and reflection are
-    /// removed: the whole reply.
-    WholeReply,
 }
 
 impl fmt::Display for Extraction {
@@ -127,13 +125,7 @@ impl fmt::Display for Extraction {
             Extraction::UnclosedOutputTag => {
                 "an <output> tag that is never closed: the text after it, to the end"
             }
-            Extraction::NoOutputTag => {
-                "no <output> section with text: the whole reply, thinking and reflection removed"
-            }
-            Extraction::WholeReply => {
-                "no <output> section with text, and nothing but thinking and reflection: \
-                 the whole reply"
-            }
+            Extraction::NoOutputTag => "no <output> section with text: the whole reply",
         })
     }
 }
@@ -142,11 +134,12 @@ impl fmt::Display for Extraction {
 ///
 /// Tags match in any case and with whitespace inside the brackets (`< OUTPUT >`, `</ output>`).
 /// When an `<output>` tag opens again before the previous one closes, the later one counts.
-/// Never fails: junk falls back to the reply itself.
+/// Never fails: a reply without an `<output>` section with text (junk, a reply cut off inside
+/// `<thinking>`) is the answer whole, trimmed.
 pub fn extract_output(reply: &str) -> (String, Extraction) {
     let mut open: Option<usize> = None;
     let mut last_complete: Option<&str> = None;
-    for tag in find_tags(reply, &["output"]) {
+    for tag in find_tags(reply, "output") {
         if tag.closing {
             if let Some(start) = open.take() {
                 let content = reply[start..tag.start].trim();
@@ -166,33 +159,26 @@ pub fn extract_output(reply: &str) -> (String, Extraction) {
     {
         return (content.to_owned(), Extraction::UnclosedOutputTag);
     }
-    let stripped = strip_reasoning(reply);
-    if stripped.trim().is_empty() {
-        (reply.trim().to_owned(), Extraction::WholeReply)
-    } else {
-        (stripped.trim().to_owned(), Extraction::NoOutputTag)
-    }
+    (reply.trim().to_owned(), Extraction::NoOutputTag)
 }
 
-/// One tag found by [`find_tags`]: its byte span, which of the names it is, and whether it
-/// closes.
+/// One tag found by [`find_tags`]: its byte span and whether it closes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Tag {
     start: usize,
     end: usize,
-    name: usize,
     closing: bool,
 }
 
-/// Every `<name>` and `</name>` tag of `text` for the given (ASCII) names, in order, in any
-/// case and with whitespace allowed inside the brackets.
-fn find_tags(text: &str, names: &[&str]) -> Vec<Tag> {
+/// Every `<name>` and `</name>` tag of `text` for the given (ASCII) name, in order, in any case
+/// and with whitespace allowed inside the brackets.
+fn find_tags(text: &str, name: &str) -> Vec<Tag> {
     let mut tags = Vec::new();
     let mut from = 0;
     // Tags are ASCII, so every position below is a character boundary.
     while let Some(offset) = text.get(from..).and_then(|rest| rest.find('<')) {
         let start = from + offset;
-        match tag_at(text.as_bytes(), start, names) {
+        match tag_at(text.as_bytes(), start, name) {
             Some(tag) => {
                 tags.push(tag);
                 from = tag.end;
@@ -203,8 +189,8 @@ fn find_tags(text: &str, names: &[&str]) -> Vec<Tag> {
     tags
 }
 
-/// The tag starting with the `<` at `start`, if it is one of `names`.
-fn tag_at(bytes: &[u8], start: usize, names: &[&str]) -> Option<Tag> {
+/// The tag starting with the `<` at `start`, if it is `name`.
+fn tag_at(bytes: &[u8], start: usize, name: &str) -> Option<Tag> {
     let skip_space = |mut i: usize| {
         while bytes.get(i).is_some_and(u8::is_ascii_whitespace) {
             i += 1;
@@ -216,51 +202,18 @@ fn tag_at(bytes: &[u8], start: usize, names: &[&str]) -> Option<Tag> {
     if closing {
         i = skip_space(i + 1);
     }
-    let (name, len) = names.iter().enumerate().find_map(|(index, name)| {
-        bytes
-            .get(i..i + name.len())
-            .is_some_and(|b| b.eq_ignore_ascii_case(name.as_bytes()))
-            .then_some((index, name.len()))
-    })?;
-    let i = skip_space(i + len);
+    let matches = bytes
+        .get(i..i + name.len())
+        .is_some_and(|b| b.eq_ignore_ascii_case(name.as_bytes()));
+    if !matches {
+        return None;
+    }
+    let i = skip_space(i + name.len());
     (bytes.get(i) == Some(&b'>')).then_some(Tag {
         start,
         end: i + 1,
-        name,
         closing,
     })
-}
-
-/// `reply` without its `<thinking>` and `<reflection>` sections (nested or not; an unclosed
-/// one runs to the end) and without stray thinking, reflection or output tags.
-fn strip_reasoning(reply: &str) -> String {
-    const OUTPUT: usize = 2;
-    let mut kept = String::with_capacity(reply.len());
-    let mut cursor = 0;
-    let mut depth = 0usize;
-    for tag in find_tags(reply, &["thinking", "reflection", "output"]) {
-        if depth == 0 && (tag.name == OUTPUT || tag.closing) {
-            // A stray tag outside any section: drop the tag, keep the text around it.
-            kept.push_str(&reply[cursor..tag.start]);
-            cursor = tag.end;
-        } else if tag.name == OUTPUT {
-            // Inside a section: removed with it.
-        } else if !tag.closing {
-            if depth == 0 {
-                kept.push_str(&reply[cursor..tag.start]);
-            }
-            depth += 1;
-        } else {
-            depth -= 1;
-            if depth == 0 {
-                cursor = tag.end;
-            }
-        }
-    }
-    if depth == 0 {
-        kept.push_str(&reply[cursor..]);
-    }
-    kept
 }
 
 /// Chain of thought with reflection over an inner client (see the [module docs](self)).

@@ -51,44 +51,60 @@ fn extraction_table() {
         ("<output></output><output>late", "late", UnclosedOutputTag),
         // No tags at all: the whole reply.
         ("Just the answer: 7.", "Just the answer: 7.", NoOutputTag),
-        // No output tag: thinking and reflection (nested or not) removed.
+        // No output tag: the whole reply, thinking and reflection included.
         (
             "<thinking>long <reflection>r</reflection> more</thinking>\n\nThe answer is 4.",
-            "The answer is 4.",
+            "<thinking>long <reflection>r</reflection> more</thinking>\n\nThe answer is 4.",
             NoOutputTag,
         ),
         (
             "<Reflection>r</Reflection>Answer: yes",
-            "Answer: yes",
+            "<Reflection>r</Reflection>Answer: yes",
             NoOutputTag,
         ),
-        ("Before <thinking>never closed", "Before", NoOutputTag),
-        // Stray tags are dropped, and a blank output section is no answer.
-        ("</thinking>4</output>", "4", NoOutputTag),
+        // Cut off inside an unclosed <thinking> (the token limit): nothing is lost.
+        (
+            "Sure!\n<thinking>Plan: ```rust\nfn f() {}\n```",
+            "Sure!\n<thinking>Plan: ```rust\nfn f() {}\n```",
+            NoOutputTag,
+        ),
+        (
+            "Before <thinking>never closed",
+            "Before <thinking>never closed",
+            NoOutputTag,
+        ),
+        // Stray tags are kept, and a blank output section is no answer.
+        (
+            "</thinking>4</output>",
+            "</thinking>4</output>",
+            NoOutputTag,
+        ),
         (
             "<thinking>t</thinking><output> </output>5",
-            "5",
+            "<thinking>t</thinking><output> </output>5",
             NoOutputTag,
         ),
+        ("<output>\n</output>", "<output>\n</output>", NoOutputTag),
         // Junk that only looks like tags.
         (
             "a < b > c <outputs> </out> <output",
             "a < b > c <outputs> </out> <output",
             NoOutputTag,
         ),
-        // Nothing but reasoning: the whole reply rather than nothing.
-        (
-            "<thinking>only thoughts",
-            "<thinking>only thoughts",
-            WholeReply,
-        ),
+        // Nothing but reasoning: the whole reply, trimmed.
         (
             "  <thinking>a</thinking><reflection>b</reflection>\n",
             "<thinking>a</thinking><reflection>b</reflection>",
-            WholeReply,
+            NoOutputTag,
         ),
-        ("", "", WholeReply),
-        ("  \n ", "", WholeReply),
+        ("", "", NoOutputTag),
+        ("  \n ", "", NoOutputTag),
+        // Multibyte text around and inside the tags.
+        ("é<output>ü</output>", "ü", OutputTag),
+        ("日本<output>語の答え</output>🙂", "語の答え", OutputTag),
+        ("<thinking>ß</thinking><output>ñ…", "ñ…", UnclosedOutputTag),
+        ("é < ü >ø</output", "é < ü >ø</output", NoOutputTag),
+        ("<🙂output>x", "<🙂output>x", NoOutputTag),
     ];
     for &(reply, expected, extraction) in cases {
         assert_eq!(
@@ -203,21 +219,30 @@ async fn a_configured_temperature_replaces_the_requests_and_no_system_prompt_is_
 }
 
 #[tokio::test]
-async fn a_reply_without_output_tag_falls_back_and_the_trace_says_so() {
-    let reply = "<thinking>It is 4.</thinking>\nThe answer is 4.";
+async fn a_reply_without_output_tag_falls_back_to_the_whole_reply_and_the_trace_says_so() {
+    // Cut off by the token limit inside <thinking>: the code must survive.
+    let reply = "Sure!\n<thinking>The function:\n```rust\nfn f() {}\n```\n  ";
+    let whole = reply.trim();
     let strategy = CotReflection::new(
         ScriptedClient::new([Turn::text(reply)]),
         CotReflectionConfig::default(),
     )
     .unwrap();
     let outcome = strategy.run("q".into()).await.unwrap();
-    assert_eq!(outcome.answer, "The answer is 4.");
+    assert_eq!(outcome.answer, whole);
+    assert!(outcome.answer.contains("```rust\nfn f() {}\n```"));
     assert_eq!(outcome.candidates[0].text, reply);
+    let step = &outcome.steps[0];
+    assert_eq!(step.stage, "extract output");
+    assert_eq!(step.text, whole);
     assert_eq!(
-        outcome.steps[0].note.as_deref(),
-        Some(Extraction::NoOutputTag.to_string().as_str())
+        step.note.as_deref(),
+        Some("no <output> section with text: the whole reply")
     );
-    // The stream carries the extracted answer, not the raw reply.
+    assert_eq!(step.usage.model_calls, 0);
+    assert_eq!(step.usage.completion_tokens, Some(0));
+    assert_eq!(step.finish_reason, None);
+    // The stream carries the answer (the reply trimmed), not the raw reply.
     let strategy = CotReflection::new(
         ScriptedClient::new([Turn::text(reply)]),
         CotReflectionConfig::default(),
@@ -226,7 +251,7 @@ async fn a_reply_without_output_tag_falls_back_and_the_trace_says_so() {
     let streamed = crate::collect_completion(strategy.stream_chat("q".into()))
         .await
         .unwrap();
-    assert_eq!(streamed.text, "The answer is 4.");
+    assert_eq!(streamed.text, whole);
     assert_eq!(streamed.usage.model_calls, 1);
 }
 

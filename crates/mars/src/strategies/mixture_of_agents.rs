@@ -11,16 +11,22 @@
 //! listed client answers once. The aggregator (the wrapped client) then gets the same
 //! conversation with its last user message replaced by [`aggregate_prompt`]: the original
 //! question and the numbered proposals, with the request to synthesise one best final answer.
-//! Its reply is the answer.
+//! Its reply is the answer. Proposals that failed (under [`FailurePolicy::Drop`]) or are blank
+//! (only whitespace) are not sent to the aggregator; when none is left, the run fails with
+//! [`Error::AllCandidatesFailed`] without calling it.
 //!
 //! Trace: `candidates[0..k]` are the k proposals, in proposer order (dropped ones included,
-//! marked in [`Candidate::dropped`](super::Candidate::dropped)); the last candidate is the
-//! aggregator's reply, made with the options recorded in it, and it is always the
-//! [`winner`](Outcome::winner). So `answer` and `finish_reason` are the aggregator's, and
+//! marked in [`Candidate::dropped`](super::Candidate::dropped); blank ones included too, each
+//! with a record in [`Outcome::steps`], made without a call, whose stage names it
+//! (`"candidate i of k"`) and whose note says it was blank and not aggregated); the last
+//! candidate is the aggregator's reply, made with the options recorded in it, and it is always
+//! the [`winner`](Outcome::winner). So `answer` and `finish_reason` are the aggregator's, and
 //! [`Outcome::winner_candidate`] is the synthesis, never a proposal. No candidate is scored.
+//! A failed proposal is named `"candidate i of k"` (in [`Error::StrategyCall`] and in
+//! [`CallFailure::call`](super::CallFailure::call)), whoever proposed it.
 //!
-//! Cost: n + 1 model calls (one per proposer, plus the aggregator); the proposals run
-//! concurrently, at most `concurrency` at a time.
+//! Cost: n + 1 model calls (one per proposer, plus the aggregator; n when no proposal is left to
+//! aggregate); the proposals run concurrently, at most `concurrency` at a time.
 //!
 //! ```
 //! use mars::strategies::{MixtureOfAgents, MixtureOfAgentsConfig};
@@ -50,7 +56,7 @@ use tokio::time::Instant;
 
 use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
 use super::{
-    Candidate, FailurePolicy, Outcome, Score, Strategy, ensure_survivor, failed_call_usage,
+    Candidate, FailurePolicy, Outcome, Score, Step, Strategy, ensure_survivor, failed_call_usage,
     finish_outcome, generate_candidates, on_failure, outcome_stream, rewrite_last_user_message,
     step_options, total_usage,
 };
@@ -77,8 +83,9 @@ pub struct MixtureOfAgentsConfig {
     /// At most this many proposals in flight (default 4).
     pub concurrency: NonZeroUsize,
     /// What a failed proposal does (default [`FailurePolicy::Fail`]); under
-    /// [`FailurePolicy::Drop`] the aggregator sees the surviving proposals only. A failed
-    /// aggregator call is always [`Error::StrategyCall`].
+    /// [`FailurePolicy::Drop`] the aggregator sees the surviving proposals only (and of those,
+    /// only the ones that are not blank). A failed aggregator call is always
+    /// [`Error::StrategyCall`].
     pub on_failure: FailurePolicy,
 }
 
@@ -165,6 +172,9 @@ pub fn aggregate_prompt(question: &str, proposals: &[&str]) -> String {
     );
     prompt
 }
+
+/// The note of the record left in [`Outcome::steps`] for a blank proposal.
+const BLANK_PROPOSAL_NOTE: &str = "blank reply (only whitespace): not sent to the aggregator";
 
 /// Mixture-of-agents: proposals, then one synthesis (see the [module docs](self)).
 #[derive(Clone)]
@@ -255,11 +265,34 @@ impl<C: ModelClient> MixtureOfAgents<C> {
         };
         let mut candidates = self.propose(&request).await?;
         ensure_survivor(Self::NAME, &candidates)?;
+        let count = candidates.len();
+        let steps: Vec<Step> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.dropped.is_none() && c.text.trim().is_empty())
+            .map(|(index, c)| {
+                Step::record(
+                    format!("candidate {index} of {count}"),
+                    c.text.clone(),
+                    BLANK_PROPOSAL_NOTE,
+                )
+            })
+            .collect();
         let proposals: Vec<&str> = candidates
             .iter()
-            .filter(|c| c.dropped.is_none())
+            .filter(|c| c.dropped.is_none() && !c.text.trim().is_empty())
             .map(|c| c.text.as_str())
             .collect();
+        if proposals.is_empty() {
+            return Err(no_proposal_to_aggregate(&candidates));
+        }
+        if !steps.is_empty() {
+            tracing::warn!(
+                strategy = Self::NAME,
+                blank = steps.len(),
+                "blank proposals left out of the aggregation"
+            );
+        }
         let prompt = aggregate_prompt(&question, &proposals);
         let options = self.config.aggregator_options(&request.options);
         let aggregate_request =
@@ -280,7 +313,9 @@ impl<C: ModelClient> MixtureOfAgents<C> {
         candidates.push(Candidate::generated(options, completion));
         let winner = candidates.len() - 1;
         let usage = total_usage(&candidates, &[], started);
-        finish_outcome(Self::NAME, candidates, winner, usage)
+        let mut outcome = finish_outcome(Self::NAME, candidates, winner, usage)?;
+        outcome.steps = steps;
+        Ok(outcome)
     }
 
     /// The proposals: samples of the wrapped client, or one answer from each listed proposer.
@@ -320,7 +355,8 @@ impl<C: ModelClient> MixtureOfAgents<C> {
             let candidate = match result {
                 Ok(completion) => Candidate::generated(options, completion),
                 Err(source) => {
-                    let call = format!("proposer {index} of {count}");
+                    // Named as generate_candidates names the wrapped client's proposals.
+                    let call = format!("candidate {index} of {count}");
                     let dropped = on_failure(Self::NAME, call, source, self.config.on_failure)?;
                     tracing::warn!(
                         strategy = Self::NAME,
@@ -341,6 +377,24 @@ impl<C: ModelClient> MixtureOfAgents<C> {
             candidates.push(candidate);
         }
         Ok(candidates)
+    }
+}
+
+/// [`Error::AllCandidatesFailed`] for proposals of which none is left to aggregate: each one
+/// failed or is blank, and not all failed.
+fn no_proposal_to_aggregate(candidates: &[Candidate]) -> Error {
+    let first_error = match candidates.iter().find_map(|c| c.dropped.as_ref()) {
+        None => "every proposal was blank (only whitespace): nothing to aggregate".to_owned(),
+        Some(failure) => format!(
+            "every proposal was blank (only whitespace) or failed: nothing to aggregate; \
+             the first failure: {}: {}",
+            failure.call, failure.error
+        ),
+    };
+    Error::AllCandidatesFailed {
+        strategy: MixtureOfAgents::<()>::NAME,
+        candidates: candidates.len(),
+        first_error,
     }
 }
 

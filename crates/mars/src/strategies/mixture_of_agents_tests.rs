@@ -356,7 +356,8 @@ async fn a_failed_listed_proposer_follows_the_policy() {
     let strategy =
         MixtureOfAgents::with_proposers(ScriptedClient::new([]), listed, config(3)).unwrap();
     match strategy.run("Q".into()).await.unwrap_err() {
-        Error::StrategyCall { call, .. } => assert_eq!(call, "proposer 1 of 3"),
+        // Named as a failed proposal of the wrapped client is.
+        Error::StrategyCall { call, .. } => assert_eq!(call, "candidate 1 of 3"),
         other => panic!("{other:?}"),
     }
     assert!(strategy.inner().requests().is_empty(), "no aggregation");
@@ -377,10 +378,96 @@ async fn a_failed_listed_proposer_follows_the_policy() {
             .failures()
             .map(|f| f.call.as_str())
             .collect::<Vec<_>>(),
-        ["proposer 1 of 3"]
+        ["candidate 1 of 3"]
     );
     assert_eq!(
         strategy.inner().requests()[0].last_user_message(),
         Some(aggregate_prompt("Q", &["from A", "from C"]).as_str())
     );
+}
+
+#[tokio::test]
+async fn blank_proposals_are_kept_in_the_trace_but_not_aggregated() {
+    let replies = ["SURVIVOR-0", " \n\t", "", "SURVIVOR-3", "synthesis"];
+    let client = ScriptedClient::from_fn(move |i, _| Turn::text(replies[i]));
+    let config = MixtureOfAgentsConfig {
+        concurrency: NonZeroUsize::MIN,
+        ..config(4)
+    };
+    let strategy = MixtureOfAgents::new(client, config).unwrap();
+    let outcome = strategy.run("Q".into()).await.unwrap();
+
+    assert_eq!(outcome.answer, "synthesis");
+    assert_eq!((outcome.winner, outcome.candidates.len()), (4, 5));
+    assert_eq!(outcome.candidates[1].text, " \n\t");
+    assert!(outcome.candidates[1].dropped.is_none());
+    assert_eq!(outcome.failures().count(), 0, "blank is not failed");
+    let requests = strategy.inner().requests();
+    assert_eq!(requests.len(), 5);
+    assert_eq!(
+        requests[4].last_user_message(),
+        Some(aggregate_prompt("Q", &["SURVIVOR-0", "SURVIVOR-3"]).as_str())
+    );
+    let records: Vec<_> = outcome
+        .steps
+        .iter()
+        .map(|s| (s.stage.as_str(), s.note.as_deref(), s.usage.model_calls))
+        .collect();
+    assert_eq!(
+        records,
+        [
+            ("candidate 1 of 4", Some(BLANK_PROPOSAL_NOTE), 0),
+            ("candidate 2 of 4", Some(BLANK_PROPOSAL_NOTE), 0),
+        ]
+    );
+    assert_eq!(outcome.usage.model_calls, 5);
+}
+
+#[tokio::test]
+async fn only_blank_proposals_fail_without_calling_the_aggregator() {
+    let client = ScriptedClient::from_fn(|i, _| match i {
+        0 | 1 => Turn::text(if i == 0 { "" } else { "  \n" }),
+        _ => Turn::text("the aggregator must not be called"),
+    });
+    let strategy = MixtureOfAgents::new(client, config(2)).unwrap();
+    match strategy.run("Q".into()).await.unwrap_err() {
+        Error::AllCandidatesFailed {
+            strategy,
+            candidates,
+            first_error,
+        } => {
+            assert_eq!((strategy, candidates), ("mixture_of_agents", 2));
+            assert!(
+                first_error.contains("every proposal was blank"),
+                "{first_error}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(strategy.inner().requests().len(), 2, "no aggregation");
+
+    // Listed proposers: one blank, one failed and dropped.
+    let broken = Arc::new(ScriptedClient::new([Turn::error("down")]));
+    let listed: Vec<Arc<dyn ModelClient>> = vec![proposer(" "), broken];
+    let drop = MixtureOfAgentsConfig {
+        on_failure: FailurePolicy::Drop,
+        ..config(1)
+    };
+    let strategy = MixtureOfAgents::with_proposers(ScriptedClient::new([]), listed, drop).unwrap();
+    match strategy.run("Q".into()).await.unwrap_err() {
+        Error::AllCandidatesFailed {
+            candidates,
+            first_error,
+            ..
+        } => {
+            assert_eq!(candidates, 2);
+            assert!(
+                first_error.contains("every proposal was blank (only whitespace) or failed"),
+                "{first_error}"
+            );
+            assert!(first_error.contains("candidate 1 of 2"), "{first_error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(strategy.inner().requests().is_empty(), "no aggregation");
 }

@@ -6,12 +6,20 @@
 //!
 //! Algorithm: the request is sampled k times at one temperature with distinct seeds derived from
 //! the request's seed, all through one [`ModelClient::complete_batch`] call. Each answer is
-//! reduced to its final answer ([`AnswerKey::FinalAnswer`]: the normalised code of its first
-//! fenced block, else the `\boxed{}` value, what follows "the answer is", or the last line) and
-//! the most common final answer wins, ties going to the earliest sample, whose full answer is
-//! returned. With a [`Verifier`] (for code: one that runs the examples the prompt shows), every
-//! sample is scored first, only the samples with the top score vote, and the trace records each
-//! sample's score and vote ([`Score::VerifiedVote`]).
+//! reduced to its final answer ([`AnswerKey::FinalAnswer`]: the `\boxed{}` value, else the
+//! normalised code of its first fenced block, else what follows "the answer is", else the last
+//! line) and the most common final answer wins, ties going to the earliest sample, whose full
+//! answer is returned. With a [`Verifier`] (for code: one that runs the examples the prompt
+//! shows), every sample is scored first, only the samples with the top score vote, and the trace
+//! records each sample's score and vote ([`Score::VerifiedVote`]).
+//!
+//! So with a verifier the clustering is: filter to the top verifier score, then vote by the
+//! answer key, which for code is the normalised code (comments and layout removed, see
+//! [`crate::code::normalize_code`]), not what the program does. Two correct programs written
+//! differently (`a + b` and `b + a`) are two keys and split their votes; a program written the
+//! same way more often wins, and among distinct programs that all pass, the earliest sample.
+//! Junk replies (blank, or only marks such as `"..."`) share the empty key, which never wins
+//! against a non-empty one; when every reply is junk, the earliest sample wins.
 //!
 //! Cost: k model calls, concurrent (at most `concurrency` at a time on a backend that does not
 //! batch), plus k verifier runs (no model call) with a verifier.

@@ -346,3 +346,59 @@ async fn streams_the_chosen_answer() {
     assert_eq!(completion.usage.model_calls, 1);
     assert_eq!(Strategy::name(&strategy), "self_consistency");
 }
+
+#[tokio::test]
+async fn junk_replies_vote_together_deterministically_and_lose_to_any_answer() {
+    type Case<'a> = (&'a [&'a str], usize, &'a [usize]);
+    let cases: &[Case] = &[
+        // All blank: one empty key, the earliest sample wins.
+        (&["", " \n", "\t"], 0, &[3, 3, 3]),
+        // "..." and "**" normalise to the empty key as well.
+        (&["...", "  ", "**", "..."], 0, &[4, 4, 4, 4]),
+        // Junk outnumbering a real answer still loses to it.
+        (&["...", "", "4", "..."], 2, &[3, 3, 1, 3]),
+        (&["", "...", "**", "five", "5"], 3, &[3, 3, 3, 1, 1]),
+    ];
+    let base = SamplingOptions {
+        seed: Some(9),
+        ..SamplingOptions::default()
+    };
+    let request = ChatRequest::new("Q").with_options(base.clone());
+    for &(replies, winner, expected_votes) in cases {
+        let config = SelfConsistencyConfig {
+            n: replies.len(),
+            ..SelfConsistencyConfig::default()
+        };
+        let mut outcomes = Vec::new();
+        for _ in 0..2 {
+            let turns = replies.iter().map(|r| Turn::text(*r)).collect();
+            let strategy =
+                SelfConsistency::new(by_seed(&config, &base, turns), config.clone()).unwrap();
+            outcomes.push(strategy.run(request.clone()).await.unwrap());
+        }
+        let outcome = &outcomes[0];
+        assert_eq!(outcome.winner, winner, "{replies:?}");
+        assert_eq!(outcome.answer, replies[winner], "{replies:?}");
+        assert_eq!(votes(outcome), expected_votes, "{replies:?}");
+        for (candidate, reply) in outcome.candidates.iter().zip(replies) {
+            if AnswerKey::FinalAnswer.key(reply).is_empty() {
+                let Score::Vote { key, .. } = &candidate.score else {
+                    panic!("{:?}", candidate.score)
+                };
+                assert_eq!(key, "", "{reply:?}");
+            }
+        }
+        // The same replies give the same outcome, apart from the measured time.
+        let scores = |o: &Outcome| {
+            (
+                o.winner,
+                o.answer.clone(),
+                o.candidates
+                    .iter()
+                    .map(|c| c.score.clone())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(scores(&outcomes[0]), scores(&outcomes[1]), "{replies:?}");
+    }
+}

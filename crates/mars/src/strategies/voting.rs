@@ -5,8 +5,8 @@
 //! first fenced block with comments removed and runs of whitespace collapsed
 //! ([`crate::code::normalize_code`]), so that answers differing only in layout or comments agree.
 //! [`AnswerKey::FinalAnswer`] compares only the final answer of a worked solution
-//! ([`final_answer`]: a `\boxed{}` value, what follows "the answer is", or the last line), as
-//! self-consistency does.
+//! ([`final_answer`]: a `\boxed{}` value, else the code of the first fenced block, else what
+//! follows "the answer is", else the last line), as self-consistency does.
 
 use std::fmt;
 use std::sync::Arc;
@@ -25,9 +25,12 @@ pub enum AnswerKey {
     /// The normalised code (see [`normalize_code`]) of the first fenced block, or of the whole
     /// answer when it has no fenced block.
     Code,
-    /// For an answer with a fenced block, the normalised code of the first one (as
-    /// [`Auto`](AnswerKey::Auto)); otherwise the normalised [`final_answer`], so that "The answer
-    /// is 4." and `\boxed{4}` agree.
+    /// The answer's [`final_answer`], normalised: a `\boxed{}` value first (so a worked maths
+    /// solution that shows a code snippet still votes on its boxed result), else the normalised
+    /// code of the first fenced block (as [`Auto`](AnswerKey::Auto)), else the normalised text
+    /// after an answer marker or of the last line, so that "The answer is 4." and `\boxed{4}`
+    /// agree. Empty when [`final_answer`] is, or when it is a first code block holding only
+    /// whitespace and comments.
     FinalAnswer,
     /// A caller-supplied function, e.g. one that extracts the block defining a given function.
     Custom(Arc<dyn Fn(&str) -> String + Send + Sync>),
@@ -55,28 +58,55 @@ impl AnswerKey {
             },
             AnswerKey::Text => normalise_text(answer),
             AnswerKey::Code => normalize_code(first_fenced_block(answer).unwrap_or(answer)),
-            AnswerKey::FinalAnswer => match first_fenced_block(answer) {
-                Some(code) => normalize_code(code),
-                None => normalise_text(final_answer(answer)),
+            AnswerKey::FinalAnswer => match final_part(answer) {
+                FinalPart::Code(code) => normalize_code(code),
+                FinalPart::Boxed(text) | FinalPart::Prose(text) => normalise_text(text),
             },
             AnswerKey::Custom(key) => key(answer),
         }
     }
 }
 
-/// The final answer of a worked prose solution, not normalised (see [`normalise_text`]).
+/// The final answer of a worked solution, not normalised (see [`AnswerKey::FinalAnswer`]).
 ///
 /// In order of preference: the content of the last `\boxed{...}` that closes and is not empty
-/// (nested braces kept); else what follows the last "answer is" or "answer:" (any case, so also
-/// "The final answer is" and "**Answer:**") to the end of its line, or the next non-empty line
-/// when nothing follows on it; else the last non-empty line. Markdown emphasis, `$` and
-/// backticks around the result are trimmed, and so are a trailing `.` or `!`. Empty only when
-/// the text is blank.
+/// (nested braces kept), wherever it is, even in or after a code block; else the body of the
+/// first fenced code block (see [`fenced_blocks`]), verbatim; else what follows the last
+/// "answer is" or "answer:" (any case, so also "The final answer is" and "**Answer:**") to the
+/// end of its line, or the next non-empty line when nothing follows on it; else the last
+/// non-empty line. Markdown emphasis, `$` and backticks around a boxed or prose result are
+/// trimmed, and so are a trailing `.` or `!`; a marker followed by nothing but such marks
+/// (`"The answer is ..."`) falls through to the last line. So it is empty exactly when the text
+/// has no box and either its first code block is empty or it has no code block and every line
+/// is blank or only such marks (`"..."`, `"**"`).
 pub fn final_answer(text: &str) -> &str {
-    last_boxed(text)
-        .or_else(|| after_last_answer_marker(text))
-        .or_else(|| text.lines().rev().map(trim_answer).find(|l| !l.is_empty()))
-        .unwrap_or("")
+    match final_part(text) {
+        FinalPart::Boxed(text) | FinalPart::Code(text) | FinalPart::Prose(text) => text,
+    }
+}
+
+/// Where [`final_answer`] found the final answer, which decides how it is normalised.
+enum FinalPart<'a> {
+    /// A `\boxed{}` value.
+    Boxed(&'a str),
+    /// The body of the first fenced code block.
+    Code(&'a str),
+    /// What follows an answer marker, or the last non-empty line ("" when there is none).
+    Prose(&'a str),
+}
+
+fn final_part(text: &str) -> FinalPart<'_> {
+    if let Some(boxed) = last_boxed(text) {
+        return FinalPart::Boxed(boxed);
+    }
+    if let Some(code) = first_fenced_block(text) {
+        return FinalPart::Code(code);
+    }
+    FinalPart::Prose(
+        after_last_answer_marker(text)
+            .or_else(|| text.lines().rev().map(trim_answer).find(|l| !l.is_empty()))
+            .unwrap_or(""),
+    )
 }
 
 /// The content of the last non-empty `\boxed{...}` with balanced braces.
@@ -223,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn final_answer_prefers_boxed_then_marker_then_last_line() {
+    fn final_answer_prefers_boxed_then_code_then_marker_then_last_line() {
         let cases: &[(&str, &str)] = &[
             // A boxed value wins wherever it is, the last one first; nested braces are kept.
             ("So 2 + 2 = 4, and \\boxed{4}.", "4"),
@@ -235,6 +265,12 @@ mod tests {
             // An unclosed or empty box is passed over.
             ("\\boxed{7} then \\boxed{8", "7"),
             ("\\boxed{} The answer is 6.", "6"),
+            // A box wins over a code block, before or after it.
+            ("Check:\n```python\nprint(2 + 2)\n```\nSo \\boxed{4}.", "4"),
+            ("\\boxed{4}\n```\nx = 4\n```", "4"),
+            // Without a box, the first code block, verbatim, wins over a marker.
+            ("```python\nx = 1\n```\nThe answer is 1.", "x = 1\n"),
+            ("```a\n```\n```b\nsecond\n```", ""),
             // Answer markers, any case, to the end of their line.
             ("Adding them.\nThe answer is 4.\nHope that helps!", "4"),
             ("**Final Answer:** Paris", "Paris"),
@@ -247,8 +283,20 @@ mod tests {
             // Otherwise the last non-empty line.
             ("Let me think.\n5\n\n", "5"),
             ("**5**", "5"),
+            // Empty: blank text, or only marks that are trimmed.
             ("", ""),
             ("  \n \n", ""),
+            ("...", ""),
+            ("**\n!\n", ""),
+            // A marker with nothing after it falls through to the last line.
+            ("The answer is ...", "The answer is"),
+            // Multibyte text.
+            ("答案: answer is 四", "四"),
+            ("答案：四", "答案：四"),
+            ("Ответ: \\boxed{π}", "π"),
+            ("The answer is: ñandú!", "ñandú"),
+            ("é\n**ü**\n", "ü"),
+            ("```\nprint('日本')\n```", "print('日本')\n"),
         ];
         for &(text, expected) in cases {
             assert_eq!(final_answer(text), expected, "{text:?}");
@@ -265,6 +313,17 @@ mod tests {
         let b = "```\n// f\nfn f() -> u8 { 4 }\n```";
         assert_eq!(key(a), key(b));
         assert_eq!(key(a), AnswerKey::Auto.key(a));
+        // A maths reply that shows its working as code still votes on its boxed answer.
+        let worked = "Check:\n```python\nprint(2 + 2)\n```\nSo \\boxed{4}.";
+        assert_eq!(key(worked), "4");
+        assert_eq!(key(worked), key("The answer is 4."));
+        assert_ne!(key(worked), AnswerKey::Auto.key(worked));
+        // Junk gives an empty key, which loses every vote against a real answer.
+        assert_eq!(key("..."), "");
+        assert_eq!(key(" \n"), "");
+        assert_eq!(key("```\n// nothing yet\n```"), "");
+        assert_eq!(key("答案: answer is 四。"), "四。");
+        assert_eq!(key("ANSWER: Ñandú"), "ñandú");
     }
 
     #[test]

@@ -36,7 +36,9 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
-use super::selection::{JudgeConfig, Selector, choose_best, judge_options, score_candidates};
+use super::selection::{
+    JudgeConfig, Selector, choose_best, judge_options, score_candidates, validate_selector,
+};
 use super::{
     FailurePolicy, Outcome, Strategy, ensure_survivor, finish_outcome, generate_candidates,
     outcome_stream, seed_request, total_usage,
@@ -110,27 +112,7 @@ impl BestOfNConfig {
                 reason: format!("{t} is not a temperature (finite, at least 0)"),
             });
         }
-        if let Selector::Judge(judge) = &self.selector {
-            if judge.instruction.trim().is_empty() {
-                return Err(Error::InvalidConfig {
-                    field: "selector.instruction",
-                    reason: "the judge instruction must not be blank".into(),
-                });
-            }
-            if judge.max_tokens == 0 {
-                return Err(Error::InvalidConfig {
-                    field: "selector.max_tokens",
-                    reason: "a judge needs at least one token to rate".into(),
-                });
-            }
-            if !judge.temperature.is_finite() || judge.temperature < 0.0 {
-                return Err(Error::InvalidConfig {
-                    field: "selector.temperature",
-                    reason: format!("{} is not a temperature", judge.temperature),
-                });
-            }
-        }
-        Ok(())
+        validate_selector(&self.selector)
     }
 }
 

@@ -12,6 +12,10 @@
 //! those into at most `max_principles` high-level principles ([`parse_list`]). The caller's
 //! request is finally answered with the principles appended to its system prompt; with no
 //! example or no mistake, it is answered as it is, and a zero-cost `principles` step says why.
+//! An example answer cut off at the token limit before its `<output>` section is unfinished,
+//! not a mistake: its step says so and no principle is learned from it. Every call is seeded:
+//! with the request's seed, or `base_seed` when it has none (the examples with seeds derived
+//! from it).
 //!
 //! Cost: 1 + e + m + (1 if m > 0) + 1 model calls for e examples and m mistakes (no extraction
 //! call when examples are given; no condensing call when every principle reply is blank). The
@@ -24,12 +28,13 @@
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let client = ScriptedClient::from_fn(|_i, request| {
 //!     let prompt = request.last_user_message().unwrap_or_default();
-//!     Turn::text(if prompt.contains("3 * 4") {
-//!         "3 * 4 = 7 <output>7</output>" // a mistake
-//!     } else if prompt.contains("is wrong") {
+//!     // The principle prompt quotes the example, so it is recognised first.
+//!     Turn::text(if prompt.contains("is wrong") {
 //!         "Multiplication is not addition. <output>Multiply, do not add.</output>"
 //!     } else if prompt.contains("Condense") {
 //!         "1. Read the operator before computing."
+//!     } else if prompt.contains("3 * 4") {
+//!         "3 * 4 = 7 <output>7</output>" // a mistake
 //!     } else {
 //!         "30" // the final answer
 //!     })
@@ -41,7 +46,10 @@
 //! let strategy = Leap::new(client, config)?;
 //! let outcome = strategy.run("What is 5 * 6?".into()).await?;
 //! assert_eq!(outcome.answer, "30");
-//! let last = strategy.inner().requests().pop().unwrap();
+//! let mut requests = strategy.inner().requests();
+//! let condense = requests[2].last_user_message().unwrap();
+//! assert!(condense.contains("1. Multiply, do not add."), "the learned principle is condensed");
+//! let last = requests.pop().unwrap();
 //! assert!(last.system.unwrap().contains("1. Read the operator before computing."));
 //! assert_eq!(outcome.usage.model_calls, 1 + 1 + 1 + 1); // example, principle, condense, answer
 //! # Ok::<_, mars::Error>(()) }).unwrap();
@@ -62,7 +70,9 @@ use super::{
     outcome_stream, rewrite_last_user_message, step_options, steps_usage, total_usage,
 };
 use crate::client::collect_completion;
-use crate::client::{BatchRequest, ChatRequest, EventStream, ModelClient};
+use crate::client::{
+    BatchRequest, ChatRequest, EventStream, FinishReason, ModelClient, SamplingOptions,
+};
 use crate::error::{Error, Result};
 
 /// One worked example: a question and its expected answer.
@@ -87,7 +97,8 @@ pub struct LeapConfig {
     pub example_temperature: f32,
     /// At most this many high-level principles are kept (default 5); must be at least 1.
     pub max_principles: usize,
-    /// The base of the example seeds when the request carries no seed (default 0).
+    /// When the request carries no seed (default 0): the seed of the extraction, principle
+    /// and final calls, and the base of the example seeds.
     pub base_seed: u64,
     /// At most this many example answers, then principle calls, in flight (default 4).
     pub concurrency: NonZeroUsize,
@@ -216,7 +227,8 @@ pub fn output_section(reply: &str) -> Option<&str> {
 /// The examples in an extraction reply: the first JSON array in its `<output>` section, else
 /// the first in the whole reply, that holds at least one example. An example is an object with
 /// a non-blank `question` (or `input`) and an `answer` (or `output`); strings are taken as they
-/// are, numbers and booleans as written; other entries are skipped. Junk gives no examples.
+/// are, other values (numbers, booleans, arrays, objects) as compact JSON text (`[1,2,3]`), and
+/// `null` as missing; other entries are skipped. Junk gives no examples.
 pub fn parse_examples(reply: &str) -> Vec<Example> {
     output_section(reply)
         .map(first_examples)
@@ -241,9 +253,9 @@ fn first_examples(text: &str) -> Vec<Example> {
 fn example(value: &Value) -> Option<Example> {
     let field = |names: [&str; 2]| {
         names.iter().find_map(|name| match value.get(name)? {
+            Value::Null => None,
             Value::String(s) => Some(s.clone()),
-            n @ (Value::Number(_) | Value::Bool(_)) => Some(n.to_string()),
-            _ => None,
+            other => Some(other.to_string()),
         })
     };
     let question = field(["question", "input"])?;
@@ -283,18 +295,23 @@ pub fn is_mistake(reply: &str, expected: &str) -> bool {
 /// glued to it.
 fn contains_word(haystack: &str, needle: &str) -> bool {
     let word = |c: char| c.is_alphanumeric() || c == '_';
-    haystack.match_indices(needle).any(|(at, _)| {
-        let before = haystack[..at].chars().next_back();
-        let mut after = haystack[at + needle.len()..].chars();
-        let next = after.next();
-        let before_ok = before.is_none_or(|c| !word(c) && c != '-' && c != '.');
-        let after_ok = match next {
-            None => true,
-            Some('.') => !after.next().is_some_and(|c| c.is_ascii_digit()),
-            Some(c) => !word(c),
-        };
-        before_ok && after_ok
-    })
+    // Every char boundary, not `match_indices`, which skips overlapping matches: in "-1 1 1" the
+    // word "1 1" is the overlapping second match.
+    let starts = haystack.char_indices().map(|(at, _)| at);
+    starts
+        .filter(|&at| haystack[at..].starts_with(needle))
+        .any(|at| {
+            let before = haystack[..at].chars().next_back();
+            let mut after = haystack[at + needle.len()..].chars();
+            let next = after.next();
+            let before_ok = before.is_none_or(|c| !word(c) && c != '-' && c != '.');
+            let after_ok = match next {
+                None => true,
+                Some('.') => !after.next().is_some_and(|c| c.is_ascii_digit()),
+                Some(c) => !word(c),
+            };
+            before_ok && after_ok
+        })
 }
 
 /// LEAP over an inner client (see the [module docs](self)).
@@ -337,6 +354,14 @@ impl<C: ModelClient> Leap<C> {
     pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
         let started = Instant::now();
         let config = &self.config;
+        // Every call is seeded, as judge calls are, so that a run without a seed is still
+        // reproducible; the example calls replace this seed with their own.
+        let seed = request.options.seed.unwrap_or(config.base_seed);
+        let options = SamplingOptions {
+            seed: Some(seed),
+            ..request.options.clone()
+        };
+        let request = request.with_options(options);
         let rewrite = |prompt: &dyn Fn(&str) -> String| {
             rewrite_last_user_message(request.clone(), Self::NAME, prompt)
         };
@@ -365,10 +390,7 @@ impl<C: ModelClient> Leap<C> {
                 .collect()
         };
 
-        let seeds = derive_seeds(
-            request.options.seed.unwrap_or(config.base_seed),
-            examples.len(),
-        );
+        let seeds = derive_seeds(seed, examples.len());
         let mut calls = Vec::with_capacity(examples.len());
         for (i, (example, seed)) in examples.iter().zip(seeds).enumerate() {
             let mut options = step_options(&request.options, Some(config.example_temperature));
@@ -378,9 +400,17 @@ impl<C: ModelClient> Leap<C> {
         }
         let answered = call_steps(&self.inner, Self::NAME, calls, config.concurrency.get()).await?;
         let mut mistakes = Vec::new();
+        let mut unfinished = 0;
         for (i, (step, example)) in answered.into_iter().zip(&examples).enumerate() {
             let got = final_answer(&step.text).to_owned();
-            let note = if is_mistake(&step.text, &example.answer) {
+            let note = if is_unfinished(&step) {
+                unfinished += 1;
+                format!(
+                    "unfinished: cut off at the token limit before its <output> section \
+                     (expected {:?}); no principle learned from it",
+                    example.answer
+                )
+            } else if is_mistake(&step.text, &example.answer) {
                 mistakes.push((i, example, step.text.clone()));
                 format!("mistake: expected {:?}, answered {got:?}", example.answer)
             } else {
@@ -392,6 +422,12 @@ impl<C: ModelClient> Leap<C> {
         let principles = if examples.is_empty() || mistakes.is_empty() {
             let why = if examples.is_empty() {
                 "no examples to learn from: answered without principles".to_owned()
+            } else if unfinished > 0 {
+                format!(
+                    "no mistakes on the {} examples ({unfinished} unfinished): answered without \
+                     principles",
+                    examples.len()
+                )
             } else {
                 format!(
                     "no mistakes on the {} examples: answered without principles",
@@ -484,6 +520,12 @@ impl<C: ModelClient> Leap<C> {
         steps.push(step.noted(note));
         Ok(principles)
     }
+}
+
+/// Whether an example answer was cut off at the token limit before giving its `<output>`
+/// section: it never reached a final answer, so it is neither right nor a mistake.
+fn is_unfinished(step: &Step) -> bool {
+    step.finish_reason == Some(FinishReason::Length) && output_section(&step.text).is_none()
 }
 
 /// A step that made no call: the trace's record of a stage that was skipped, and why.

@@ -1,6 +1,6 @@
 use super::*;
 use crate::backends::scripted::{ScriptedClient, Turn};
-use crate::client::{Message, SamplingOptions};
+use crate::client::{FinishReason, Message, SamplingOptions, Usage};
 
 fn ex(question: &str, answer: &str) -> Example {
     Example {
@@ -41,6 +41,11 @@ fn examples_are_parsed_from_tags_arrays_or_nothing() {
             r#"<output>[{"question": "q"}, {"answer": "a"}, {"question": " ", "answer": "a"}, {"question": "ok", "answer": "b"}, 3]</output>"#,
             &[("ok", "b")],
         ),
+        // Arrays and objects as compact JSON; null is missing.
+        (
+            r#"<output>[{"input": [1, 2, 3], "output": 6}, {"input": {"a": 1}, "output": [true]}, {"question": "q", "answer": null}]</output>"#,
+            &[("[1,2,3]", "6"), ("{\"a\":1}", "[true]")],
+        ),
         ("<output>[]</output>", &[]),
         ("The query has no examples.", &[]),
         ("<output>[{\"question\": \"q\", \"answer\":</output>", &[]),
@@ -65,6 +70,10 @@ fn final_answers_are_compared_as_normalised_words() {
             false,
         ),
         ("no tags\n\nSo the result is 12.\n", "12", false),
+        // Overlapping occurrences: the second "1 1" is a whole word.
+        ("<output>-1 1 1</output>", "1 1", false),
+        ("<output>1 1-1</output>", "1 1", false),
+        ("<output>-1 1-1</output>", "1 1", true),
         ("<output>112</output>", "12", true),
         ("<output>-12</output>", "12", true),
         ("<output>12.5</output>", "12", true),
@@ -202,6 +211,15 @@ fn request() -> ChatRequest {
     }
 }
 
+fn usage(prompt: u64, completion: u64) -> Usage {
+    Usage {
+        prompt_tokens: Some(prompt),
+        completion_tokens: Some(completion),
+        model_calls: 1,
+        ..Usage::default()
+    }
+}
+
 fn stages(outcome: &Outcome) -> Vec<&str> {
     outcome.steps.iter().map(|s| s.stage.as_str()).collect()
 }
@@ -212,7 +230,10 @@ async fn given_examples_without_mistakes_need_no_principles() {
         examples: vec![ex("What is 2 + 2?", "4"), ex("What is 1 + 1?", "1")],
         ..LeapConfig::default()
     };
-    let strategy = Leap::new(model("unused"), config).unwrap();
+    let client = ScriptedClient::from_fn(|i, request| {
+        reply(request, "unused").with_usage(usage(10 + i as u64, 1 + i as u64))
+    });
+    let strategy = Leap::new(client, config).unwrap();
     let outcome = strategy.run(request()).await.unwrap();
     let requests = strategy.inner().requests();
     let kinds: Vec<Stage> = requests.iter().map(stage).collect();
@@ -247,6 +268,10 @@ async fn given_examples_without_mistakes_need_no_principles() {
     assert_eq!(outcome.answer, "the answer");
     assert_eq!(outcome.candidates.len(), 1);
     assert_eq!(outcome.usage.model_calls, 3);
+    // The skipped `principles` step costs nothing and keeps the sums known.
+    assert_eq!(outcome.steps[2].usage.model_calls, 0);
+    assert_eq!(outcome.usage.prompt_tokens, Some(10 + 11 + 12));
+    assert_eq!(outcome.usage.completion_tokens, Some(1 + 2 + 3));
 }
 
 #[tokio::test]
@@ -424,4 +449,136 @@ async fn a_failed_call_is_an_error_naming_its_stage() {
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn an_example_cut_off_before_its_output_is_unfinished_not_a_mistake() {
+    // Example 2 + 3 is answered wrongly but cut off before its `<output>`; 2 + 4 is a real
+    // mistake, and a cut-off reply that did give its `<output>` is judged as usual.
+    let config = LeapConfig {
+        examples: vec![
+            ex("What is 2 + 3?", "5"),
+            ex("What is 2 + 4?", "6"),
+            ex("What is 2 + 2?", "4"),
+        ],
+        ..LeapConfig::default()
+    };
+    let client = ScriptedClient::from_fn(|_, request| {
+        let prompt = request.last_user_message().unwrap_or_default();
+        match stage(request) {
+            Stage::Example if prompt.starts_with("What is 2 + 3?") => {
+                Turn::text("Multiplying 2 by 3 gives 6, so")
+                    .with_finish_reason(FinishReason::Length)
+            }
+            Stage::Example if prompt.starts_with("What is 2 + 2?") => {
+                Turn::text("<output>4").with_finish_reason(FinishReason::Length)
+            }
+            _ => reply(request, "1. Add."),
+        }
+    });
+    let strategy = Leap::new(client, config).unwrap();
+    let outcome = strategy.run(request()).await.unwrap();
+    let requests = strategy.inner().requests();
+    let principles: Vec<&str> = requests
+        .iter()
+        .filter(|r| stage(r) == Stage::Principle)
+        .map(|r| r.last_user_message().unwrap())
+        .collect();
+    assert_eq!(principles.len(), 1, "only the real mistake teaches");
+    assert!(principles[0].contains("What is 2 + 4?"));
+    assert_eq!(
+        stages(&outcome),
+        [
+            "example 0",
+            "example 1",
+            "example 2",
+            "principle from example 1",
+            "high-level principles"
+        ]
+    );
+    let note = outcome.steps[0].note.as_deref().unwrap();
+    assert!(
+        note.starts_with("unfinished: cut off at the token limit"),
+        "{note}"
+    );
+    assert!(note.contains("no principle learned"), "{note}");
+    assert_eq!(outcome.steps[0].finish_reason, Some(FinishReason::Length));
+    assert!(
+        outcome.steps[1]
+            .note
+            .as_deref()
+            .unwrap()
+            .starts_with("mistake")
+    );
+    assert!(
+        outcome.steps[2]
+            .note
+            .as_deref()
+            .unwrap()
+            .starts_with("right")
+    );
+
+    // With no other mistake, nothing is learned and the skipped step says why.
+    let config = LeapConfig {
+        examples: vec![ex("What is 2 + 3?", "5")],
+        ..LeapConfig::default()
+    };
+    let client = ScriptedClient::from_fn(|_, request| match stage(request) {
+        Stage::Example => Turn::text("2 + 3 is").with_finish_reason(FinishReason::Length),
+        _ => Turn::text("the answer"),
+    });
+    let strategy = Leap::new(client, config).unwrap();
+    let outcome = strategy.run(request()).await.unwrap();
+    assert_eq!(strategy.inner().requests().len(), 2);
+    assert_eq!(stages(&outcome), ["example 0", "principles"]);
+    assert_eq!(
+        outcome.steps[1].note.as_deref(),
+        Some("no mistakes on the 1 examples (1 unfinished): answered without principles")
+    );
+}
+
+#[tokio::test]
+async fn a_request_without_a_seed_gets_seeded_step_calls() {
+    let config = LeapConfig {
+        base_seed: 42,
+        ..LeapConfig::default()
+    };
+    let strategy = Leap::new(model("1. p"), config).unwrap();
+    let mut unseeded = request();
+    unseeded.options.seed = None;
+    let outcome = strategy.run(unseeded.clone()).await.unwrap();
+    let requests = strategy.inner().requests();
+    let kinds: Vec<Stage> = requests.iter().map(stage).collect();
+    assert_eq!(
+        kinds,
+        [
+            Stage::Extract,
+            Stage::Example,
+            Stage::Example,
+            Stage::Principle,
+            Stage::HighLevel,
+            Stage::Final
+        ]
+    );
+    let example_seeds = derive_seeds(42, 2);
+    let mut examples = 0;
+    for sent in &requests {
+        let expected = if stage(sent) == Stage::Example {
+            examples += 1;
+            example_seeds[examples - 1]
+        } else {
+            42
+        };
+        assert_eq!(sent.options.seed, Some(expected), "{:?}", stage(sent));
+        assert_eq!(sent.options.max_tokens, Some(64), "other options kept");
+    }
+    let seeded = SamplingOptions {
+        seed: Some(42),
+        ..unseeded.options
+    };
+    assert_eq!(requests[5].options, seeded);
+    assert_eq!(
+        outcome.candidates[0].options, seeded,
+        "records what was sent"
+    );
 }

@@ -54,7 +54,7 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
-use super::selection::{Selector, choose_best, score_candidates};
+use super::selection::{Selector, choose_best, score_candidates, validate_selector};
 use super::{
     Candidate, FailurePolicy, Outcome, Score, Step, Strategy, call_step, call_steps,
     ensure_survivor, failed_call_usage, finish_outcome, on_failure, outcome_stream,
@@ -77,7 +77,8 @@ pub struct PlanSearchConfig {
     /// How programs are scored (default a judge with
     /// [`JudgeConfig::default`](super::JudgeConfig::default)).
     pub selector: Selector,
-    /// The base of the plan seeds when the request carries no seed (default 0).
+    /// The base of the plan seeds, and the seed of the observation and judge calls, when the
+    /// request carries no seed (default 0).
     pub base_seed: u64,
     /// At most this many plans, then programs, then judge or verifier calls, in flight
     /// (default 4).
@@ -130,32 +131,6 @@ impl PlanSearchConfig {
         }
         validate_selector(&self.selector)
     }
-}
-
-/// The judge's settings checked as [`BestOfN`](super::BestOfN) checks them.
-fn validate_selector(selector: &Selector) -> Result<()> {
-    let Selector::Judge(judge) = selector else {
-        return Ok(());
-    };
-    if judge.instruction.trim().is_empty() {
-        return Err(Error::InvalidConfig {
-            field: "selector.instruction",
-            reason: "the judge instruction must not be blank".into(),
-        });
-    }
-    if judge.max_tokens == 0 {
-        return Err(Error::InvalidConfig {
-            field: "selector.max_tokens",
-            reason: "a judge needs at least one token to rate".into(),
-        });
-    }
-    if !judge.temperature.is_finite() || judge.temperature < 0.0 {
-        return Err(Error::InvalidConfig {
-            field: "selector.temperature",
-            reason: format!("{} is not a temperature", judge.temperature),
-        });
-    }
-    Ok(())
 }
 
 /// The items of a numbered (`1.`, `1)`, `1:`) or bulleted (`-`, `*`, `•`) list in a model's
@@ -371,13 +346,21 @@ impl<C: ModelClient> PlanSearch<C> {
         let rewrite = |prompt: &dyn Fn(&str) -> String| {
             rewrite_last_user_message(request.clone(), Self::NAME, prompt)
         };
+        // The observation calls keep the request's options, seeded as the judge calls are, so
+        // that a run without a seed is still reproducible.
+        let observation_options = SamplingOptions {
+            seed: Some(request.options.seed.unwrap_or(config.base_seed)),
+            ..request.options.clone()
+        };
 
-        let call = rewrite(&|q| observations_prompt(q, config.observations))?;
+        let call = rewrite(&|q| observations_prompt(q, config.observations))?
+            .with_options(observation_options.clone());
         let step = call_step(&self.inner, Self::NAME, "observations".into(), call).await?;
         let (observations, note) = keep_list(&step.text, config.observations, "observation");
         let mut steps = vec![with_note(step, note)];
 
-        let call = rewrite(&|q| derived_prompt(q, &observations, config.derived))?;
+        let call = rewrite(&|q| derived_prompt(q, &observations, config.derived))?
+            .with_options(observation_options);
         let step = call_step(&self.inner, Self::NAME, "derived observations".into(), call).await?;
         let (derived, note) = keep_list(&step.text, config.derived, "derived observation");
         steps.push(with_note(step, note));

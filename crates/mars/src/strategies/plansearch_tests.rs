@@ -104,6 +104,26 @@ fn invalid_configs_are_rejected() {
             },
             "selector.max_tokens",
         ),
+        (
+            PlanSearchConfig {
+                selector: Selector::Judge(JudgeConfig {
+                    instruction: "  ".into(),
+                    ..JudgeConfig::default()
+                }),
+                ..PlanSearchConfig::default()
+            },
+            "selector.instruction",
+        ),
+        (
+            PlanSearchConfig {
+                selector: Selector::Judge(JudgeConfig {
+                    temperature: -0.5,
+                    ..JudgeConfig::default()
+                }),
+                ..PlanSearchConfig::default()
+            },
+            "selector.temperature",
+        ),
     ];
     for (config, expected_field) in cases {
         match PlanSearch::new((), config).unwrap_err() {
@@ -463,4 +483,46 @@ async fn a_request_without_a_user_message_is_refused() {
     let err = strategy.run(request).await.unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err:?}");
     assert!(strategy.inner().requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_request_without_a_seed_gets_seeded_calls() {
+    let config = PlanSearchConfig {
+        base_seed: 11,
+        plans: 2,
+        ..PlanSearchConfig::default()
+    };
+    let strategy = PlanSearch::new(model(|_| "5"), config).unwrap();
+    let mut unseeded = request();
+    unseeded.options.seed = None;
+    strategy.run(unseeded.clone()).await.unwrap();
+    let requests = strategy.inner().requests();
+    let plan_seeds = derive_seeds(11, 2);
+    let (mut plans, mut programs) = (0, 0);
+    for sent in &requests {
+        let expected = match stage(sent) {
+            Stage::Observations | Stage::Derived | Stage::Judge => 11,
+            Stage::Plan => {
+                plans += 1;
+                plan_seeds[plans - 1]
+            }
+            Stage::Code => {
+                programs += 1;
+                plan_seeds[programs - 1]
+            }
+        };
+        assert_eq!(sent.options.seed, Some(expected), "{:?}", stage(sent));
+    }
+    let observation_calls: Vec<&ChatRequest> = requests
+        .iter()
+        .filter(|r| matches!(stage(r), Stage::Observations | Stage::Derived))
+        .collect();
+    assert_eq!(observation_calls.len(), 2);
+    for sent in observation_calls {
+        let seeded = SamplingOptions {
+            seed: Some(11),
+            ..unseeded.options.clone()
+        };
+        assert_eq!(sent.options, seeded, "the request's other options kept");
+    }
 }

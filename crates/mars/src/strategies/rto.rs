@@ -10,6 +10,11 @@
 //! synthesis call, shown the original question, C1 and C2, writes one final version (code only),
 //! and its reply is the answer.
 //!
+//! The comparison ([`codes_agree`]) is meant for Rust and C-like code: it ignores `//` and
+//! `/* */` comments and layout. In other languages it can be wrong both ways: Python's `#`
+//! comments make codes differ, and its floor division `a // b` is read as a comment, so
+//! `a // b` and `a // c` agree.
+//!
 //! Trace: `candidates[0]` is C1's reply and `candidates[1]` C2's; when the codes differ,
 //! `candidates[2]` is the synthesis. The [`winner`](Outcome::winner) is 0 when the round trip
 //! agreed and 2 otherwise, and `answer` is that candidate's full reply. The description call is
@@ -107,8 +112,23 @@ pub fn round_trip_code(reply: &str) -> ExtractedCode {
     }
 }
 
-/// Whether the round trip agreed: both codes non-empty and equal after [`normalize_code`]
-/// (comments and layout ignored).
+/// Whether the round trip agreed: both codes non-empty and equal after [`normalize_code`].
+///
+/// Meant for Rust and C-like code: `//` and `/* */` comments and layout are ignored, string and
+/// character literals are compared verbatim. Other languages are compared with the same rules,
+/// which can mislead: a `#` comment is code, and `//` starts a comment even where it is an
+/// operator (Python's floor division), so the comparison is only as good as those rules fit.
+///
+/// ```
+/// use mars::strategies::rto::codes_agree;
+///
+/// // Rust: comments and layout do not matter; code does.
+/// assert!(codes_agree("fn f() -> i32 { 1 } // one", "fn f() -> i32 {\n    1\n}"));
+/// assert!(!codes_agree("fn f() -> i32 { 1 }", "fn f() -> i32 { 2 }"));
+/// // Python: `//` is floor division, yet it is read as a comment.
+/// assert!(codes_agree("x = a // b", "x = a // c"));
+/// assert!(!codes_agree("x = 1  # one", "x = 1"));
+/// ```
 pub fn codes_agree(first: &str, second: &str) -> bool {
     let first = normalize_code(first);
     !first.is_empty() && first == normalize_code(second)

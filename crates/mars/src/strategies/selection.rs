@@ -147,6 +147,34 @@ pub fn judge_options(
     }
 }
 
+/// Checks a selector's judge settings (a verifier has none): the instruction must not be blank,
+/// the token limit not 0, the temperature finite and at least 0. The errors name the fields
+/// `selector.instruction`, `selector.max_tokens` and `selector.temperature`.
+pub(crate) fn validate_selector(selector: &Selector) -> Result<()> {
+    let Selector::Judge(judge) = selector else {
+        return Ok(());
+    };
+    if judge.instruction.trim().is_empty() {
+        return Err(Error::InvalidConfig {
+            field: "selector.instruction",
+            reason: "the judge instruction must not be blank".into(),
+        });
+    }
+    if judge.max_tokens == 0 {
+        return Err(Error::InvalidConfig {
+            field: "selector.max_tokens",
+            reason: "a judge needs at least one token to rate".into(),
+        });
+    }
+    if !judge.temperature.is_finite() || judge.temperature < 0.0 {
+        return Err(Error::InvalidConfig {
+            field: "selector.temperature",
+            reason: format!("{} is not a temperature", judge.temperature),
+        });
+    }
+    Ok(())
+}
+
 /// Scores every surviving candidate with `selector`, at most `concurrency` calls at a time, and
 /// returns the usage of the judge calls (none for a verifier). A failed judge call follows
 /// `policy`: the error, or the candidate dropped.
@@ -327,6 +355,54 @@ mod tests {
         ];
         for &(candidates, expected) in cases {
             assert_eq!(select_best(candidates), expected, "{candidates:?}");
+        }
+    }
+
+    #[test]
+    fn judge_settings_are_validated_by_field() {
+        let judge = |config: JudgeConfig| Selector::Judge(config);
+        let cases: Vec<(Selector, Option<&str>)> = vec![
+            (Selector::default(), None),
+            (
+                Selector::Verifier(Verifier::new(|_: &ChatRequest, _: &str| async { 0.0 })),
+                None,
+            ),
+            (
+                judge(JudgeConfig {
+                    instruction: "\n ".into(),
+                    ..JudgeConfig::default()
+                }),
+                Some("selector.instruction"),
+            ),
+            (
+                judge(JudgeConfig {
+                    max_tokens: 0,
+                    ..JudgeConfig::default()
+                }),
+                Some("selector.max_tokens"),
+            ),
+            (
+                judge(JudgeConfig {
+                    temperature: f32::NAN,
+                    ..JudgeConfig::default()
+                }),
+                Some("selector.temperature"),
+            ),
+            (
+                judge(JudgeConfig {
+                    temperature: -0.1,
+                    ..JudgeConfig::default()
+                }),
+                Some("selector.temperature"),
+            ),
+        ];
+        for (selector, expected) in cases {
+            let field = match validate_selector(&selector) {
+                Ok(()) => None,
+                Err(Error::InvalidConfig { field, .. }) => Some(field),
+                Err(other) => panic!("{other:?}"),
+            };
+            assert_eq!(field, expected, "{selector:?}");
         }
     }
 

@@ -35,7 +35,7 @@ use std::num::NonZeroUsize;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
 use super::selection::{
     JudgeConfig, Selector, choose_best, judge_options, score_candidates, validate_selector,
 };
@@ -104,6 +104,7 @@ impl BestOfNConfig {
                 reason: "best-of-n needs at least one candidate".into(),
             });
         }
+        check_count("n", self.n)?;
         if let Some(t) = self.temperature
             && (!t.is_finite() || t < 0.0)
         {

@@ -63,7 +63,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::plansearch::parse_list;
-use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
 use super::voting::normalise_text;
 use super::{
     Candidate, Outcome, Step, Strategy, append_to_system, call_step, call_steps, finish_outcome,
@@ -131,6 +131,8 @@ impl LeapConfig {
                 reason: "LEAP needs room for at least one principle".into(),
             });
         }
+        check_count("max_examples", self.max_examples)?;
+        check_count("max_principles", self.max_principles)?;
         let t = self.example_temperature;
         if !t.is_finite() || t < 0.0 {
             return Err(Error::InvalidConfig {

@@ -54,7 +54,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
 use super::{
     Candidate, FailurePolicy, Outcome, Score, Step, Strategy, ensure_survivor, failed_call_usage,
     finish_outcome, generate_candidates, on_failure, outcome_stream, rewrite_last_user_message,
@@ -129,6 +129,9 @@ impl MixtureOfAgentsConfig {
                 field: "n",
                 reason: "a mixture of agents needs at least one proposal".into(),
             });
+        }
+        if check_n {
+            check_count("n", self.n)?;
         }
         for (field, value) in [
             ("temperature", self.temperature),

@@ -53,7 +53,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
 use super::selection::{Selector, choose_best, score_candidates, validate_selector};
 use super::{
     Candidate, FailurePolicy, Outcome, Score, Step, Strategy, call_step, call_steps,
@@ -128,6 +128,7 @@ impl PlanSearchConfig {
                     reason: "plan search needs at least one".into(),
                 });
             }
+            check_count(field, value)?;
         }
         validate_selector(&self.selector)
     }

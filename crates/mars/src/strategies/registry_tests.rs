@@ -215,3 +215,27 @@ async fn defaults_reach_the_strategies() {
         }
     }
 }
+
+#[test]
+fn absurd_counts_are_configuration_errors() {
+    let client = crate::ScriptedClient::new([]);
+    for name in ["bon", "diverse", "self_consistency", "moa", "plansearch"] {
+        let spec: StrategySpec = name.parse().unwrap();
+        for n in [0, crate::strategies::sampling::MAX_SAMPLES + 1, usize::MAX] {
+            let defaults = Defaults {
+                n,
+                ..Defaults::default()
+            };
+            let err = build(&spec, &client, &defaults).err();
+            assert!(
+                matches!(err, Some(Error::InvalidConfig { .. })),
+                "{name} with n = {n}: {err:?}"
+            );
+        }
+        let most = Defaults {
+            n: crate::strategies::sampling::MAX_SAMPLES,
+            ..Defaults::default()
+        };
+        assert!(build(&spec, &client, &most).is_ok(), "{name}");
+    }
+}

@@ -45,7 +45,7 @@ use std::num::NonZeroUsize;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, derive_seeds};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
 use super::selection::{Selector, Verifier, score_candidates};
 use super::voting::{AnswerKey, majority};
 use super::{
@@ -111,6 +111,7 @@ impl SelfConsistencyConfig {
                 reason: "self-consistency needs at least one sample".into(),
             });
         }
+        check_count("n", self.n)?;
         if let Some(t) = self.temperature
             && (!t.is_finite() || t < 0.0)
         {

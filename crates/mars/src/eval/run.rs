@@ -351,7 +351,7 @@ pub fn request_for(task: &Task, config: &RunConfig, seed: u64) -> ChatRequest {
 }
 
 /// Builds the strategy (or pipeline) `spec` over `client` for `task`, through the
-/// [registry](crate::strategies::registry): `candidates` candidates, the run's temperature,
+/// [`registry`]: `candidates` candidates, the run's temperature,
 /// diverse sampling's and self-consistency's votes counted over the code that defines the
 /// task's entry point, and [`visible_examples_verifier`] for `_verifier` stages.
 pub fn build_strategy<'a>(

@@ -35,7 +35,7 @@ use std::num::NonZeroUsize;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, seeded_samples};
 use super::selection::{
     JudgeConfig, Selector, choose_best, judge_options, score_candidates, validate_selector,
 };
@@ -81,14 +81,7 @@ impl BestOfNConfig {
     /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`] (its base
     /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
     pub fn samples(&self, base: &SamplingOptions) -> Vec<SamplingOptions> {
-        derive_seeds(base.seed.unwrap_or(self.base_seed), self.n)
-            .into_iter()
-            .map(|seed| SamplingOptions {
-                temperature: self.temperature.or(base.temperature),
-                seed: Some(seed),
-                ..base.clone()
-            })
-            .collect()
+        seeded_samples(base, self.temperature, self.base_seed, self.n)
     }
 
     /// The sampling options of the judge calls: the judge's temperature and token limit, and
@@ -223,6 +216,7 @@ mod tests {
     use super::super::{Candidate, Score};
     use super::*;
     use crate::client::Usage;
+    use crate::strategies::sampling::derive_seeds;
 
     #[test]
     fn candidates_share_a_temperature_and_get_distinct_seeds() {

@@ -54,11 +54,11 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, seeded_samples};
 use super::{
-    Candidate, FailurePolicy, Outcome, Score, Step, Strategy, ensure_survivor, failed_call_usage,
-    finish_outcome, generate_candidates, on_failure, outcome_stream, rewrite_last_user_message,
-    step_options, total_usage,
+    Candidate, FailurePolicy, Outcome, Step, Strategy, ensure_survivor, finish_outcome,
+    generate_candidates, on_failure, outcome_stream, rewrite_last_user_message, step_options,
+    total_usage,
 };
 use crate::client::{
     BatchRequest, ChatRequest, Completion, EventStream, ModelClient, SamplingOptions,
@@ -107,14 +107,7 @@ impl MixtureOfAgentsConfig {
     /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`] (its base
     /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
     pub fn proposal_options(&self, base: &SamplingOptions, count: usize) -> Vec<SamplingOptions> {
-        derive_seeds(base.seed.unwrap_or(self.base_seed), count)
-            .into_iter()
-            .map(|seed| SamplingOptions {
-                temperature: self.temperature.or(base.temperature),
-                seed: Some(seed),
-                ..base.clone()
-            })
-            .collect()
+        seeded_samples(base, self.temperature, self.base_seed, count)
     }
 
     /// The sampling options of the aggregator call: the request's, with
@@ -367,14 +360,7 @@ impl<C: ModelClient> MixtureOfAgents<C> {
                         error = %dropped.error,
                         "dropped a proposal"
                     );
-                    Candidate {
-                        options,
-                        text: String::new(),
-                        finish_reason: None,
-                        usage: failed_call_usage(),
-                        score: Score::Unscored,
-                        dropped: Some(dropped),
-                    }
+                    Candidate::failed(options, dropped)
                 }
             };
             candidates.push(candidate);

@@ -1,5 +1,6 @@
 use super::*;
 use crate::client::{Message, ModelClientExt, Role, Usage};
+use crate::strategies::sampling::derive_seeds;
 use crate::{ScriptedClient, Turn};
 
 fn config(n: usize) -> MixtureOfAgentsConfig {

@@ -196,6 +196,19 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// A candidate whose call failed under [`FailurePolicy::Drop`]: no text, one model call of
+    /// unknown cost, left out of selection.
+    pub(crate) fn failed(options: SamplingOptions, failure: CallFailure) -> Self {
+        Candidate {
+            options,
+            text: String::new(),
+            finish_reason: None,
+            usage: failed_call_usage(),
+            score: Score::Unscored,
+            dropped: Some(failure),
+        }
+    }
+
     /// A candidate whose generation succeeded, not scored yet.
     pub(crate) fn generated(options: SamplingOptions, completion: Completion) -> Self {
         Candidate {
@@ -374,14 +387,7 @@ pub(crate) async fn generate_candidates<C: ModelClient + ?Sized>(
             Err(source) => {
                 let dropped = on_failure(strategy, call, source, policy)?;
                 tracing::warn!(strategy, call = %dropped.call, error = %dropped.error, "dropped a candidate");
-                candidates.push(Candidate {
-                    options,
-                    text: String::new(),
-                    finish_reason: None,
-                    usage: failed_call_usage(),
-                    score: Score::Unscored,
-                    dropped: Some(dropped),
-                });
+                candidates.push(Candidate::failed(options, dropped));
             }
         }
     }

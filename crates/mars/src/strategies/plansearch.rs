@@ -56,9 +56,9 @@ use tokio::time::Instant;
 use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
 use super::selection::{Selector, choose_best, score_candidates, validate_selector};
 use super::{
-    Candidate, FailurePolicy, Outcome, Score, Step, Strategy, call_step, call_steps,
-    ensure_survivor, failed_call_usage, finish_outcome, on_failure, outcome_stream,
-    rewrite_last_user_message, steps_usage, total_usage,
+    Candidate, FailurePolicy, Outcome, Step, Strategy, call_step, call_steps, ensure_survivor,
+    finish_outcome, on_failure, outcome_stream, rewrite_last_user_message, steps_usage,
+    total_usage,
 };
 use crate::client::{
     BatchRequest, ChatRequest, EventStream, ModelClient, SamplingOptions, collect_completion,
@@ -442,14 +442,7 @@ impl<C: ModelClient> PlanSearch<C> {
                     let dropped = on_failure(Self::NAME, call, source, self.config.on_failure)?;
                     let (call, error) = (&dropped.call, &dropped.error);
                     tracing::warn!(strategy = Self::NAME, %call, %error, "dropped a candidate");
-                    candidates.push(Candidate {
-                        options,
-                        text: String::new(),
-                        finish_reason: None,
-                        usage: failed_call_usage(),
-                        score: Score::Unscored,
-                        dropped: Some(dropped),
-                    });
+                    candidates.push(Candidate::failed(options, dropped));
                 }
             }
         }

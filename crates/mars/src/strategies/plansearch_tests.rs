@@ -3,6 +3,7 @@ use super::super::{Score, Step};
 use super::*;
 use crate::backends::scripted::{ScriptedClient, Turn};
 use crate::client::{Message, Role, Usage};
+use crate::strategies::sampling::derive_seeds;
 
 #[test]
 fn lists_are_parsed_from_numbered_and_bulleted_replies() {

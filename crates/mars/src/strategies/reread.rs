@@ -30,8 +30,10 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::{Outcome, Strategy, pass_through, seed_request, single_call_outcome};
-use crate::client::{BatchRequest, ChatRequest, Completion, EventStream, ModelClient, Role};
+use super::{
+    Outcome, Strategy, pass_through, rewrite_last_user_message, seed_request, single_call_outcome,
+};
+use crate::client::{BatchRequest, ChatRequest, Completion, EventStream, ModelClient};
 use crate::error::{Error, Result};
 
 /// Configuration of [`ReRead`].
@@ -67,18 +69,11 @@ pub fn reread_prompt(question: &str, instruction: &str) -> String {
 }
 
 /// `request` with its last user message rewritten by [`reread_prompt`]; everything else kept.
+/// [`Error::Unsupported`] when there is no user message to repeat.
 pub fn reread_request(request: ChatRequest, instruction: &str) -> Result<ChatRequest> {
-    let mut request = request;
-    let message = request
-        .messages
-        .iter_mut()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .ok_or_else(|| Error::Unsupported {
-            detail: "re-read needs a user message to repeat, and the request has none".into(),
-        })?;
-    message.content = reread_prompt(&message.content, instruction);
-    Ok(request)
+    rewrite_last_user_message(request, "re-read", |question| {
+        reread_prompt(question, instruction)
+    })
 }
 
 /// RE2 re-reading over an inner client (see the [module docs](self)).

@@ -3,6 +3,8 @@
 //! Pure functions, so that the temperatures and seeds a strategy sends can be computed (and
 //! tested) without a model.
 
+use crate::client::SamplingOptions;
+
 /// Seeds are kept below this bound, because some backends read a seed as a signed 32-bit
 /// integer.
 pub const SEED_BOUND: u64 = 1 << 31;
@@ -47,6 +49,25 @@ pub(crate) fn check_count(field: &'static str, n: usize) -> crate::Result<()> {
         field,
         reason: format!("{n} is not between 1 and {MAX_SAMPLES}"),
     })
+}
+
+/// The options of `n` samples of one request at one temperature: the request's options `base`
+/// with `temperature` (when set) and the seeds [`derive_seeds`] gives for `base.seed`, or for
+/// `base_seed` when the request has none.
+pub fn seeded_samples(
+    base: &SamplingOptions,
+    temperature: Option<f32>,
+    base_seed: u64,
+    n: usize,
+) -> Vec<SamplingOptions> {
+    derive_seeds(base.seed.unwrap_or(base_seed), n)
+        .into_iter()
+        .map(|seed| SamplingOptions {
+            temperature: temperature.or(base.temperature),
+            seed: Some(seed),
+            ..base.clone()
+        })
+        .collect()
 }
 
 /// `n` distinct seeds derived from `base`, each below [`SEED_BOUND`].

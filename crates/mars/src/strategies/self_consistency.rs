@@ -45,7 +45,7 @@ use std::num::NonZeroUsize;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, seeded_samples};
 use super::selection::{Selector, Verifier, score_candidates};
 use super::voting::{AnswerKey, majority};
 use super::{
@@ -94,14 +94,7 @@ impl SelfConsistencyConfig {
     /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`] (its base
     /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
     pub fn samples(&self, base: &SamplingOptions) -> Vec<SamplingOptions> {
-        derive_seeds(base.seed.unwrap_or(self.base_seed), self.n)
-            .into_iter()
-            .map(|seed| SamplingOptions {
-                temperature: self.temperature.or(base.temperature),
-                seed: Some(seed),
-                ..base.clone()
-            })
-            .collect()
+        seeded_samples(base, self.temperature, self.base_seed, self.n)
     }
 
     fn validate(&self) -> Result<()> {

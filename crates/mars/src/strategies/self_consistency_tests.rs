@@ -1,5 +1,7 @@
 use super::*;
 use crate::client::{Message, Usage};
+use crate::strategies::Score;
+use crate::strategies::sampling::derive_seeds;
 use crate::{ScriptedClient, Turn};
 
 /// A client answering each sample by its seed: the sample whose seed is the `i`-th of

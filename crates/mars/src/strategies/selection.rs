@@ -302,15 +302,17 @@ async fn verify_all(
     candidates: &mut [Candidate],
     concurrency: usize,
 ) {
-    // Boxed futures built up front: a closure over boxed futures inside the stream trips the
-    // compiler's higher-ranked `Send` check.
+    // Boxed futures built up front (a closure over boxed futures inside the stream trips the
+    // compiler's higher-ranked `Send` check); each calls the verifier only when first polled,
+    // so at most `concurrency` verifier calls run at once, their synchronous part included.
     let jobs: Vec<BoxFuture<'static, (usize, f64)>> = candidates
         .iter()
         .enumerate()
         .filter(|(_, c)| c.dropped.is_none())
         .map(|(i, c)| {
-            let score = verifier.score(request, &c.text);
-            Box::pin(async move { (i, score.await) }) as BoxFuture<'static, (usize, f64)>
+            let (verifier, request, text) = (verifier.clone(), request.clone(), c.text.clone());
+            Box::pin(async move { (i, verifier.score(&request, &text).await) })
+                as BoxFuture<'static, (usize, f64)>
         })
         .collect();
     let scores: Vec<(usize, f64)> = futures::stream::iter(jobs)
@@ -329,6 +331,54 @@ async fn verify_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn verifier_calls_are_bounded_by_the_concurrency() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (flight, peak) = (in_flight.clone(), most.clone());
+        // The synchronous part of the call counts as in flight until its future ends.
+        let verifier = Verifier::new(move |_request: &ChatRequest, _candidate: &str| {
+            let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let flight = flight.clone();
+            async move {
+                tokio::task::yield_now().await;
+                flight.fetch_sub(1, Ordering::SeqCst);
+                1.0
+            }
+        });
+        let completion = |text: &str| crate::client::Completion {
+            text: text.into(),
+            finish_reason: crate::client::FinishReason::Stop,
+            usage: Usage::default(),
+        };
+        let mut candidates: Vec<Candidate> = ["a", "b", "c"]
+            .into_iter()
+            .map(|t| Candidate::generated(SamplingOptions::default(), completion(t)))
+            .collect();
+        let client = crate::ScriptedClient::new([]);
+        let judge_usage = score_candidates(
+            &client,
+            "test",
+            &ChatRequest::new("q"),
+            &Selector::Verifier(verifier),
+            0,
+            &mut candidates,
+            1,
+            FailurePolicy::Fail,
+        )
+        .await
+        .unwrap();
+        assert!(judge_usage.is_empty());
+        assert_eq!(most.load(Ordering::SeqCst), 1);
+        assert!(
+            candidates
+                .iter()
+                .all(|c| c.score == Score::Verifier { score: Some(1.0) })
+        );
+    }
 
     #[test]
     fn best_is_highest_score_then_shortest_then_first() {

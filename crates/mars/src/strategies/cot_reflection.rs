@@ -37,10 +37,10 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::{
-    Candidate, Outcome, Step, Strategy, append_to_system, finish_outcome, outcome_stream,
-    step_options, total_usage,
+    Candidate, Outcome, Step, Strategy, append_to_system, call_named, finish_outcome,
+    outcome_stream, step_options, total_usage,
 };
-use crate::client::{ChatRequest, EventStream, ModelClient, collect_completion};
+use crate::client::{ChatRequest, EventStream, ModelClient};
 use crate::error::{Error, Result};
 
 /// The instructions appended to the system prompt by default.
@@ -257,13 +257,7 @@ impl<C: ModelClient> CotReflection<C> {
         let options = step_options(&request.options, self.config.temperature);
         let mut request = append_to_system(request, &self.config.instructions);
         request.options = options.clone();
-        let completion = collect_completion(self.inner.stream_chat(request))
-            .await
-            .map_err(|source| Error::StrategyCall {
-                strategy: Self::NAME,
-                call: "answer".into(),
-                source: Box::new(source),
-            })?;
+        let completion = call_named(&self.inner, Self::NAME, "answer", request).await?;
         let (answer, extraction) = extract_output(&completion.text);
         if extraction != Extraction::OutputTag {
             tracing::debug!(strategy = Self::NAME, %extraction, "fell back");

@@ -66,10 +66,10 @@ use super::plansearch::parse_list;
 use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
 use super::voting::normalise_text;
 use super::{
-    Candidate, Outcome, Step, Strategy, append_to_system, call_step, call_steps, finish_outcome,
-    outcome_stream, rewrite_last_user_message, step_options, steps_usage, total_usage,
+    Candidate, Outcome, Step, Strategy, append_to_system, call_named, call_step, call_steps,
+    finish_outcome, outcome_stream, rewrite_last_user_message, step_options, steps_usage,
+    total_usage,
 };
-use crate::client::collect_completion;
 use crate::client::{
     BatchRequest, ChatRequest, EventStream, FinishReason, ModelClient, SamplingOptions,
 };
@@ -448,13 +448,7 @@ impl<C: ModelClient> Leap<C> {
         } else {
             append_to_system(request.clone(), &principles_instruction(&principles))
         };
-        let completion = collect_completion(self.inner.stream_chat(final_request))
-            .await
-            .map_err(|source| Error::StrategyCall {
-                strategy: Self::NAME,
-                call: "final answer".into(),
-                source: Box::new(source),
-            })?;
+        let completion = call_named(&self.inner, Self::NAME, "final answer", final_request).await?;
         let candidates = vec![Candidate::generated(request.options.clone(), completion)];
         let usage = total_usage(&candidates, &steps_usage(&steps), started);
         let mut outcome = finish_outcome(Self::NAME, candidates, 0, usage)?;

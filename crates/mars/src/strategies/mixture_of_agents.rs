@@ -56,7 +56,7 @@ use tokio::time::Instant;
 
 use super::sampling::{DEFAULT_BASE_SEED, check_count, seeded_samples};
 use super::{
-    Candidate, FailurePolicy, Outcome, Step, Strategy, ensure_survivor, finish_outcome,
+    Candidate, FailurePolicy, Outcome, Step, Strategy, call_named, ensure_survivor, finish_outcome,
     generate_candidates, on_failure, outcome_stream, rewrite_last_user_message, step_options,
     total_usage,
 };
@@ -294,13 +294,8 @@ impl<C: ModelClient> MixtureOfAgents<C> {
         let aggregate_request =
             rewrite_last_user_message(request, Self::NAME, |_| prompt)?.with_options(options);
         let options = aggregate_request.options.clone();
-        let completion = collect_completion(self.inner.stream_chat(aggregate_request))
-            .await
-            .map_err(|source| Error::StrategyCall {
-                strategy: Self::NAME,
-                call: "aggregate".into(),
-                source: Box::new(source),
-            })?;
+        let completion =
+            call_named(&self.inner, Self::NAME, "aggregate", aggregate_request).await?;
         tracing::debug!(
             strategy = Self::NAME,
             proposals = proposals.len(),

@@ -497,14 +497,25 @@ pub(crate) async fn call_step<C: ModelClient + ?Sized>(
     stage: String,
     request: ChatRequest,
 ) -> Result<Step> {
-    match collect_completion(inner.stream_chat(request)).await {
-        Ok(completion) => Ok(Step::new(stage, completion)),
-        Err(source) => Err(Error::StrategyCall {
+    let completion = call_named(inner, strategy, &stage, request).await?;
+    Ok(Step::new(stage, completion))
+}
+
+/// One call that the strategy cannot go on without: its completion, or
+/// [`Error::StrategyCall`] naming it `call`.
+pub(crate) async fn call_named<C: ModelClient + ?Sized>(
+    inner: &C,
+    strategy: &'static str,
+    call: &str,
+    request: ChatRequest,
+) -> Result<Completion> {
+    collect_completion(inner.stream_chat(request))
+        .await
+        .map_err(|source| Error::StrategyCall {
             strategy,
-            call: stage,
+            call: call.to_owned(),
             source: Box::new(source),
-        }),
-    }
+        })
 }
 
 /// Independent intermediate calls, at most `concurrency` in flight; the steps come back in the

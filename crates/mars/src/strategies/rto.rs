@@ -47,12 +47,10 @@ use futures::future::BoxFuture;
 use tokio::time::Instant;
 
 use super::{
-    Candidate, Outcome, Strategy, call_step, finish_outcome, outcome_stream,
+    Candidate, Outcome, Strategy, call_named, call_step, finish_outcome, outcome_stream,
     rewrite_last_user_message, step_options, steps_usage, total_usage,
 };
-use crate::client::{
-    ChatRequest, Completion, EventStream, Message, ModelClient, collect_completion,
-};
+use crate::client::{ChatRequest, Completion, EventStream, Message, ModelClient};
 use crate::code::{CodeSource, ExtractedCode, fenced_blocks, normalize_code};
 use crate::error::{Error, Result};
 
@@ -290,13 +288,7 @@ impl<C: ModelClient> RoundTrip<C> {
 
     /// One call of the round trip; a failure is [`Error::StrategyCall`] naming `stage`.
     async fn call(&self, stage: &str, request: ChatRequest) -> Result<Completion> {
-        collect_completion(self.inner.stream_chat(request))
-            .await
-            .map_err(|source| Error::StrategyCall {
-                strategy: Self::NAME,
-                call: stage.to_owned(),
-                source: Box::new(source),
-            })
+        call_named(&self.inner, Self::NAME, stage, request).await
     }
 }
 

@@ -413,8 +413,9 @@ fn build_stage<'a, C>(
 where
     C: ModelClient + 'a,
 {
-    let verifier = || {
-        defaults
+    // The verifier of a `_verifier` stage; `None` for any other stage.
+    let verifier = if stage.verifier {
+        let given = defaults
             .verifier
             .clone()
             .ok_or_else(|| Error::InvalidConfig {
@@ -422,7 +423,10 @@ where
                 reason: format!(
                     "{stage} selects with a verifier, and none was given (Defaults::verifier)"
                 ),
-            })
+            })?;
+        Some(given)
+    } else {
+        None
     };
     let n = defaults.n;
     let concurrency = defaults.concurrency;
@@ -447,11 +451,9 @@ where
             let config = BestOfNConfig {
                 n,
                 temperature: defaults.temperature.or(base.temperature),
-                selector: if stage.verifier {
-                    Selector::Verifier(verifier()?)
-                } else {
-                    base.selector.clone()
-                },
+                selector: verifier
+                    .clone()
+                    .map_or(base.selector.clone(), Selector::Verifier),
                 concurrency,
                 ..base
             };
@@ -466,11 +468,7 @@ where
                     .answer_key
                     .clone()
                     .unwrap_or(base.answer_key.clone()),
-                verifier: if stage.verifier {
-                    Some(verifier()?)
-                } else {
-                    None
-                },
+                verifier: verifier.clone(),
                 concurrency,
                 ..base
             };
@@ -495,11 +493,9 @@ where
             let config = PlanSearchConfig {
                 plans: n,
                 observations: base.observations.max(n),
-                selector: if stage.verifier {
-                    Selector::Verifier(verifier()?)
-                } else {
-                    base.selector.clone()
-                },
+                selector: verifier
+                    .clone()
+                    .map_or(base.selector.clone(), Selector::Verifier),
                 concurrency,
                 ..base
             };

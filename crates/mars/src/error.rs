@@ -226,6 +226,17 @@ pub enum Error {
         survivors: usize,
     },
 
+    /// A backend that lives outside this crate (the embedded llama.cpp engine of `mars-llama`)
+    /// failed. `source` is that crate's own error type; downcast it for the details.
+    #[error("{backend}: {source}")]
+    External {
+        /// The backend, e.g. `llama.cpp engine`.
+        backend: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: BoxError,
+    },
+
     /// No model file could be found or fetched.
     #[error(
         "model unavailable ({step}): {detail}; set MARS_MODEL (or pass a model path) to a GGUF file"

@@ -6,7 +6,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::fs::OpenOptions;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,15 +16,27 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mars::eval::grade::Grader;
-use mars::eval::journal::Journal;
+use mars::eval::journal::{Journal, OpenMode};
 use mars::eval::render;
 use mars::eval::report::{BackendInfo, Report};
-use mars::eval::run::{AnswerSource, RunConfig, SampleRecord, parse_replay, run_matrix};
+use mars::eval::run::{AnswerSource, RunConfig, SampleKey, SampleRecord, load_replay, run_resumed};
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
-use mars::eval::tasks::{Task, TaskSet, builtin, load_jsonl};
+use mars::eval::tasks::{self, Task};
+use mars::strategies::sampling::MAX_SAMPLES;
 use mars::strategies::{StrategyName, StrategySpec};
-use mars::{HttpOptions, ModelClient, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig};
+use mars::{
+    Error, HttpOptions, ModelClient, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig,
+};
 use mars_llama::{LlamaConfig, LlamaEngine};
+
+const EXIT_STATUS: &str = "\
+Exit status:
+  0  the run completed and graded at least one sample
+  1  the run completed, but every sample of some strategy is a backend error
+     (the recommendations name the error)
+  2  bad configuration or input: a flag, a task or answers file, an output path, or a
+     backend that does not answer or lacks the model (nothing is run); or an output that
+     could not be written at the end (the other outputs are still written)";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
@@ -33,7 +46,8 @@ enum Backend {
     Embedded,
     /// An Ollama server (OLLAMA_HOST, default localhost:11434).
     Ollama,
-    /// An OpenAI-compatible server (--openai-url, or OPENAI_BASE_URL / OPENAI_API_KEY).
+    /// An OpenAI-compatible server at --openai-url or OPENAI_BASE_URL (one is required);
+    /// OPENAI_API_KEY is sent as the bearer token when set.
     Openai,
     /// Replays recorded answers from --answers FILE (JSONL), regrading them.
     Scripted,
@@ -41,9 +55,11 @@ enum Backend {
 
 /// Benchmark inference-time strategies on Rust coding tasks, with real grading.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = EXIT_STATUS)]
 struct Args {
-    /// Which backend answers.
+    /// Which backend answers. Every backend is checked before the run: Ollama must answer and
+    /// have the model, an OpenAI-compatible server must answer (`/models` when it offers it),
+    /// the embedded model must load.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
     /// Model name for Ollama or an OpenAI-compatible server.
@@ -52,13 +68,14 @@ struct Args {
     /// GGUF file for the embedded engine (else MARS_MODEL, the cache, or a first-use fetch).
     #[arg(long)]
     model_path: Option<PathBuf>,
-    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.
+    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (else
+    /// OPENAI_BASE_URL).
     #[arg(long)]
     openai_url: Option<String>,
     /// Recorded answers for --backend scripted (the format of --jsonl).
     #[arg(long)]
     answers: Option<PathBuf>,
-    /// `seed`, `ladder`, `all`, or a HumanEval-Rust JSONL file.
+    /// A task group (`seed`, `ladder`, `all`) or a HumanEval-Rust or MultiPL-E JSONL file.
     #[arg(long, default_value = "seed")]
     tasks: String,
     /// Comma-separated strategies by mars name or optillm slug (see --list-strategies), a
@@ -69,43 +86,54 @@ struct Args {
     /// Print every strategy the registry knows (name, optillm slug, verifier variant) and exit.
     #[arg(long)]
     list_strategies: bool,
-    /// Samples per (task, strategy).
-    #[arg(long, default_value_t = RunConfig::default().samples)]
+    /// Samples per (task, strategy), at least 1.
+    #[arg(long, default_value_t = RunConfig::default().samples, allow_negative_numbers = true,
+          value_parser = whole::<u32>(1, u32::MAX.into()))]
     samples: u32,
     /// Every sample's seed derives from this one.
-    #[arg(long, default_value_t = RunConfig::default().seed)]
+    #[arg(long, default_value_t = RunConfig::default().seed, allow_negative_numbers = true,
+          value_parser = whole::<u64>(0, u64::MAX))]
     seed: u64,
-    /// Token limit of every generation.
-    #[arg(long, default_value_t = RunConfig::default().max_tokens)]
+    /// Token limit of every generation, at least 1.
+    #[arg(long, default_value_t = RunConfig::default().max_tokens, allow_negative_numbers = true,
+          value_parser = whole::<u32>(1, u32::MAX.into()))]
     max_tokens: u32,
-    /// Sampling temperature of single-call strategies and of the candidates of best-of-n,
-    /// self-consistency and mixture-of-agents.
-    #[arg(long, default_value_t = RunConfig::default().temperature)]
+    /// Sampling temperature (finite, 0 or more) of single-call strategies and of the
+    /// candidates of best-of-n, self-consistency and mixture-of-agents.
+    #[arg(long, default_value_t = RunConfig::default().temperature, allow_negative_numbers = true,
+          value_parser = temperature)]
     temperature: f32,
-    /// Candidates, samples, plans or proposers of the strategies that draw several.
-    #[arg(long, default_value_t = RunConfig::default().candidates)]
+    /// Candidates, samples, plans or proposers of the strategies that draw several (1 to 1024).
+    #[arg(long, default_value_t = RunConfig::default().candidates, allow_negative_numbers = true,
+          value_parser = whole::<usize>(1, MAX_SAMPLES as u64))]
     candidates: usize,
-    /// Samples generated and graded at once.
-    #[arg(long, default_value_t = RunConfig::default().concurrency)]
+    /// Samples generated and graded at once (1 to 256).
+    #[arg(long, default_value_t = RunConfig::default().concurrency, allow_negative_numbers = true,
+          value_parser = whole::<usize>(1, 256))]
     concurrency: usize,
-    /// Seconds the compiler may take per answer.
-    #[arg(long, default_value_t = 10.0)]
+    /// Seconds the compiler may take per answer (more than 0, at most 3600).
+    #[arg(long, default_value_t = 10.0, allow_negative_numbers = true, value_parser = seconds)]
     compile_timeout: f64,
-    /// Seconds the tests may take per answer.
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds the tests may take per answer (more than 0, at most 3600).
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = seconds)]
     run_timeout: f64,
-    /// Address-space limit of the test binary, MiB.
-    #[arg(long, default_value_t = 1024)]
+    /// Address-space limit of the test binary, MiB (64 to 1048576).
+    #[arg(long, default_value_t = 1024, allow_negative_numbers = true,
+          value_parser = whole::<u64>(64, 1 << 20))]
     memory_mb: u64,
     /// Write the full report as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write one line per graded sample, as it happens.
+    /// Write one line per graded sample, as it happens. An existing non-empty file is an error
+    /// unless --resume or --force says what to do with it.
     #[arg(long)]
     jsonl: Option<PathBuf>,
-    /// Skip the samples already in the --jsonl file.
-    #[arg(long, requires = "jsonl")]
+    /// Continue the run the --jsonl file records: its samples are kept, the rest are run.
+    #[arg(long, requires = "jsonl", conflicts_with = "force")]
     resume: bool,
+    /// Overwrite a non-empty --jsonl file.
+    #[arg(long, requires = "jsonl")]
+    force: bool,
     /// Write the report as Markdown.
     #[arg(long)]
     markdown: Option<PathBuf>,
@@ -115,6 +143,50 @@ struct Args {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+}
+
+/// A whole number from `min` to `max`. Negative numbers reach it too (the flags allow them),
+/// so that every bad value gets the same message naming the range.
+fn whole<T: TryFrom<u64> + 'static>(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static {
+    move |text| {
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| format!("{text} is not a whole number from {min} to {max}"))
+    }
+}
+
+fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+    text.trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))
+}
+
+fn temperature(text: &str) -> Result<f32, String> {
+    let t: f32 = number(text)?;
+    if t.is_finite() && t >= 0.0 {
+        Ok(t)
+    } else {
+        Err(format!(
+            "{text} is not a temperature: it must be finite and 0 or more"
+        ))
+    }
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    let s: f64 = number(text)?;
+    if s.is_finite() && s > 0.0 && s <= 3600.0 {
+        Ok(s)
+    } else {
+        Err(format!(
+            "{text} seconds: must be more than 0 and at most 3600"
+        ))
+    }
 }
 
 fn print_strategies() {
@@ -132,66 +204,80 @@ fn print_strategies() {
             strategy.model_calls()
         );
     }
+    let seed: Vec<String> = StrategySpec::seed()
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
     println!(
         "groups: seed = {}; all = every strategy and each _verifier variant",
-        seed_names()
+        seed.join(", ")
     );
     println!(
         "pipelines: a&b (each stage's answer is the next stage's question), e.g. re2&cot_reflection"
     );
 }
 
-fn seed_names() -> String {
-    StrategySpec::seed()
-        .iter()
-        .map(|s| s.as_str().to_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn load_tasks(spec: &str) -> mars::Result<Vec<Task>> {
-    Ok(match spec {
-        "seed" => builtin(TaskSet::Seed),
-        "ladder" => builtin(TaskSet::Ladder),
-        "all" => builtin(TaskSet::Seed)
-            .into_iter()
-            .chain(builtin(TaskSet::Ladder))
-            .collect(),
-        path => load_jsonl(Path::new(path))?,
-    })
-}
-
-/// Probes Ollama quickly; `Ok` when it answers and has the model.
-async fn ollama_ready(model: &str) -> Result<OllamaClient, String> {
-    let http = HttpOptions {
-        connect_timeout: Duration::from_secs(1),
-        first_byte_timeout: Duration::from_secs(2),
-        max_retries: 0,
+/// Quick timeouts for the checks made before the run.
+fn probe_http() -> HttpOptions {
+    HttpOptions {
+        connect_timeout: Duration::from_secs(2),
+        first_byte_timeout: Duration::from_secs(10),
+        max_retries: 1,
         ..HttpOptions::default()
-    };
-    let client = OllamaClient::new(OllamaConfig {
-        http,
-        ..OllamaConfig::from_env(model)
+    }
+}
+
+/// Ollama at `OLLAMA_HOST`, checked: it answers and has the model.
+async fn ollama(model: &str) -> Result<OllamaClient, String> {
+    let client = OllamaClient::from_env(model).map_err(|e| e.to_string())?;
+    let url = client.config().base_url.clone();
+    let probe = OllamaClient::new(OllamaConfig {
+        http: probe_http(),
+        ..client.config().clone()
     })
     .map_err(|e| e.to_string())?;
-    let url = client.config().base_url.clone();
-    client
-        .version()
-        .await
-        .map_err(|e| format!("Ollama not reachable at {url} ({e})"))?;
-    let models = client.list_models().await.map_err(|e| e.to_string())?;
-    let wanted = if model.contains(':') {
-        model.to_owned()
-    } else {
-        format!("{model}:latest")
-    };
-    if !models.iter().any(|m| m.name == model || m.name == wanted) {
-        return Err(format!(
+    match probe.has_model().await {
+        Ok(true) => Ok(client),
+        Ok(false) => Err(format!(
             "Ollama at {url} does not have {model} (run `ollama pull {model}`)"
-        ));
+        )),
+        Err(err) => Err(format!("Ollama does not answer at {url}: {err}")),
     }
-    // A long first-byte timeout again for real generations (the model may need loading).
-    OllamaClient::from_env(model).map_err(|e| e.to_string())
+}
+
+/// The OpenAI-compatible server, checked: `/models` answers, or the server does not offer it.
+async fn openai(args: &Args) -> Result<OpenAiClient, String> {
+    let from_env = std::env::var("OPENAI_BASE_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    let Some(url) = args.openai_url.clone().or(from_env) else {
+        return Err(
+            "--backend openai needs the server's base URL: pass --openai-url URL or set \
+             OPENAI_BASE_URL (there is no default endpoint)"
+                .into(),
+        );
+    };
+    let config = OpenAiConfig {
+        api_key: std::env::var("OPENAI_API_KEY")
+            .ok()
+            .filter(|v| !v.trim().is_empty()),
+        ..OpenAiConfig::new(&url, &args.model)
+    };
+    let probe = OpenAiClient::new(OpenAiConfig {
+        http: probe_http(),
+        ..config.clone()
+    })
+    .map_err(|e| e.to_string())?;
+    match probe.list_models().await {
+        Ok(ids) if !ids.is_empty() && !ids.contains(&args.model) => eprintln!(
+            "note: {url} lists {} but not {} (servers that serve one model ignore the name)",
+            ids.join(", "),
+            args.model
+        ),
+        Ok(_) | Err(Error::Http { status: 404, .. }) => {}
+        Err(err) => return Err(format!("the server at {url} does not answer: {err}")),
+    }
+    OpenAiClient::new(config).map_err(|e| e.to_string())
 }
 
 fn embedded(args: &Args, reason: String) -> mars::Result<(Box<dyn ModelClient>, BackendInfo)> {
@@ -216,68 +302,112 @@ fn embedded(args: &Args, reason: String) -> mars::Result<(Box<dyn ModelClient>, 
     Ok((Box::new(engine), info))
 }
 
-async fn build_backend(args: &Args) -> mars::Result<(Option<Box<dyn ModelClient>>, BackendInfo)> {
-    let remote = |kind: &str, model: &str, reason: String| BackendInfo {
+type Built = (Option<Box<dyn ModelClient>>, BackendInfo);
+
+async fn build_backend(args: &Args) -> Result<Built, Box<dyn std::error::Error>> {
+    let remote = |kind: &str, reason: String| BackendInfo {
         kind: kind.into(),
-        model: model.into(),
+        model: args.model.clone(),
         reason,
     };
-    match args.backend {
-        Backend::Scripted => Ok((
+    Ok(match args.backend {
+        Backend::Scripted => (
             None,
-            remote("scripted", "recorded answers", "--backend scripted".into()),
-        )),
-        Backend::Embedded => embedded(args, "--backend embedded".into()).map(|(c, i)| (Some(c), i)),
+            BackendInfo {
+                model: "recorded answers".into(),
+                ..remote("scripted", "--backend scripted".into())
+            },
+        ),
+        Backend::Embedded => {
+            let (client, info) = embedded(args, "--backend embedded".into())?;
+            (Some(client), info)
+        }
         Backend::Ollama => {
-            let client = OllamaClient::from_env(&args.model)?;
-            let reason = format!("--backend ollama at {}", client.config().base_url);
-            Ok((
-                Some(Box::new(client)),
-                remote("ollama", &args.model, reason),
-            ))
+            let client = ollama(&args.model).await?;
+            let reason = format!(
+                "--backend ollama at {}, which has {}",
+                client.config().base_url,
+                args.model
+            );
+            (Some(Box::new(client)), remote("ollama", reason))
         }
         Backend::Openai => {
-            let config = match &args.openai_url {
-                Some(url) => OpenAiConfig {
-                    api_key: std::env::var("OPENAI_API_KEY").ok(),
-                    ..OpenAiConfig::new(url, &args.model)
-                },
-                None => OpenAiConfig::from_env(&args.model),
-            };
-            let reason = format!("--backend openai at {}", config.base_url);
-            Ok((
-                Some(Box::new(OpenAiClient::new(config)?)),
-                remote("openai", &args.model, reason),
-            ))
+            let client = openai(args).await?;
+            let reason = format!("--backend openai at {}", client.config().base_url);
+            (Some(Box::new(client)), remote("openai", reason))
         }
-        Backend::Auto => match ollama_ready(&args.model).await {
+        Backend::Auto => match ollama(&args.model).await {
             Ok(client) => {
                 let reason = format!(
                     "auto: Ollama answers at {} and has {}",
                     client.config().base_url,
                     args.model
                 );
-                Ok((
-                    Some(Box::new(client)),
-                    remote("ollama", &args.model, reason),
-                ))
+                (Some(Box::new(client)), remote("ollama", reason))
             }
-            Err(why) => embedded(args, format!("auto: {why}")).map(|(c, i)| (Some(c), i)),
+            Err(why) => {
+                let (client, info) = embedded(args, format!("auto: {why}"))?;
+                (Some(client), info)
+            }
         },
-    }
+    })
 }
 
-fn write_file(path: &Path, contents: &str) {
-    if let Err(err) = std::fs::write(path, contents) {
-        eprintln!("could not write {}: {err}", path.display());
+/// Checks that `path` can be written, without truncating what it holds: opens it for
+/// appending, creating it (and leaving it empty) when missing.
+/// Whether it created the file.
+fn check_output(flag: &str, path: &Path) -> Result<bool, String> {
+    if path.is_dir() {
+        return Err(format!("{flag} {}: is a directory", path.display()));
     }
+    let existed = path.exists();
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map(|_| !existed)
+        .map_err(|err| format!("{flag} {}: cannot be written: {err}", path.display()))
+}
+
+/// Every output path, checked before anything runs; returns the files the check created.
+fn check_outputs(args: &Args) -> Result<Vec<PathBuf>, String> {
+    let outputs = [
+        ("--json", &args.json),
+        ("--markdown", &args.markdown),
+        ("--svg", &args.svg),
+        ("--jsonl", &args.jsonl),
+    ];
+    let given: Vec<(&str, &PathBuf)> = outputs
+        .iter()
+        .filter_map(|(flag, path)| path.as_ref().map(|p| (*flag, p)))
+        .collect();
+    let mut created = Vec::new();
+    for (i, (flag, path)) in given.iter().enumerate() {
+        if let Some((other, _)) = given[..i].iter().find(|(_, p)| p == path) {
+            return Err(format!("{other} and {flag} both name {}", path.display()));
+        }
+        if check_output(flag, path)? {
+            created.push(path.to_path_buf());
+        }
+    }
+    if let Some(path) = &args.jsonl {
+        let used = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if used > 0 && !args.resume && !args.force {
+            return Err(format!(
+                "--jsonl {} already holds {used} bytes of samples: pass --resume to continue \
+                 that run, or --force to overwrite it",
+                path.display()
+            ));
+        }
+    }
+    Ok(created)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     match run(args).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: the benchmark could not start: {err}");
             ExitCode::from(2)
@@ -285,12 +415,12 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     if args.list_strategies {
         print_strategies();
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
-    let tasks = load_tasks(&args.tasks)?;
+    let tasks = tasks::load(&args.tasks)?;
     let config = RunConfig {
         strategies: StrategySpec::parse_list(&args.strategies)?,
         samples: args.samples,
@@ -302,12 +432,33 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..RunConfig::default()
     };
     config.validate()?;
-    let replay = match (&args.backend, &args.answers) {
-        (Backend::Scripted, Some(path)) => Some(parse_replay(&std::fs::read_to_string(path)?)?),
+    let replay = match (args.backend, &args.answers) {
+        (Backend::Scripted, Some(path)) => Some(load_replay(path)?),
         (Backend::Scripted, None) => return Err("--backend scripted needs --answers FILE".into()),
-        _ => None,
+        (_, Some(_)) => return Err("--answers is read only by --backend scripted".into()),
+        (_, None) => None,
     };
-    let (client, backend) = build_backend(&args).await?;
+    let created = check_outputs(&args)?;
+    let result = measure(&args, &tasks, config, replay).await;
+    if result.is_err() {
+        // The run never started: the empty files the check created go again.
+        for path in created {
+            if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    result
+}
+
+/// The run itself, from the backend's checks to the outputs.
+async fn measure(
+    args: &Args,
+    tasks: &[Task],
+    config: RunConfig,
+    replay: Option<HashMap<SampleKey, SampleRecord>>,
+) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let (client, backend) = build_backend(args).await?;
     println!(
         "backend: {} ({}): {}",
         backend.kind, backend.model, backend.reason
@@ -331,15 +482,19 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.seed
     );
 
-    let (mut jsonl, previous) = match &args.jsonl {
+    let mode = match (args.resume, args.force) {
+        (true, _) => OpenMode::Resume,
+        (false, true) => OpenMode::Overwrite,
+        (false, false) => OpenMode::New,
+    };
+    let (mut journal, previous) = match &args.jsonl {
         Some(path) => {
-            let (journal, previous) = Journal::open(path, args.resume)?;
+            let (journal, previous) = Journal::open(path, mode)?;
             (Some(journal), previous)
         }
         None => (None, Vec::new()),
     };
-    let done: HashSet<_> = previous.iter().map(SampleRecord::key).collect();
-    let total = mars::eval::run::cells(&tasks, &config).len() as u64;
+    let total = mars::eval::run::cells(tasks, &config).len() as u64;
     let progress = if args.quiet || !std::io::stderr().is_terminal() {
         ProgressBar::hidden()
     } else {
@@ -351,16 +506,18 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    progress.set_position(done.len() as u64);
+    progress.set_position(previous.len() as u64);
     let started = Instant::now();
     let source = match (&client, &replay) {
         (Some(client), _) => AnswerSource::Model(client.as_ref()),
         (None, Some(rows)) => AnswerSource::Replay(rows),
         (None, None) => return Err("no answer source".into()),
     };
-    let fresh = run_matrix(source, &grader, &tasks, &config, &done, |record| {
-        if let Some(Err(err)) = jsonl.as_mut().map(|j| j.append(record)) {
-            eprintln!("{err}");
+    let mut write_failed = false;
+    let samples = run_resumed(source, &grader, tasks, &config, previous, |record| {
+        if let Some(Err(err)) = journal.as_mut().map(|j| j.append(record)) {
+            progress.suspend(|| eprintln!("error: {err}"));
+            write_failed = true;
         }
         progress.set_message(format!(
             "{} {} #{}: {}",
@@ -374,9 +531,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     .await?;
     progress.finish_and_clear();
     let elapsed = started.elapsed();
-    let mut samples = previous;
-    samples.extend(fresh);
-    let report = Report::build(backend, config, &tasks, isolation, samples);
+    let report = Report::build(backend, config, tasks, isolation, samples);
     println!();
     print!("{}", render::text(&report));
     println!(
@@ -385,19 +540,35 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64(),
         grader.cached()
     );
-    if let Some(path) = &args.json {
-        write_file(path, &(serde_json::to_string_pretty(&report)? + "\n"));
+    let plot = args
+        .svg
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    let outputs = [
+        (&args.json, serde_json::to_string_pretty(&report)? + "\n"),
+        (&args.svg, render::svg(&report)),
+        (&args.markdown, render::markdown(&report, plot.as_deref())),
+    ];
+    for (path, contents) in outputs {
+        if let Some(path) = path
+            && let Err(err) = std::fs::write(path, contents)
+        {
+            eprintln!("error: could not write {}: {err}", path.display());
+            write_failed = true;
+        }
     }
-    if let Some(path) = &args.svg {
-        write_file(path, &render::svg(&report));
-    }
-    if let Some(path) = &args.markdown {
-        let plot = args
-            .svg
-            .as_ref()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned());
-        write_file(path, &render::markdown(&report, plot.as_deref()));
-    }
-    Ok(())
+    let failed = report.backend_failed();
+    Ok(if write_failed {
+        ExitCode::from(2)
+    } else if !failed.is_empty() {
+        let names: Vec<&str> = failed.iter().map(|s| s.as_str()).collect();
+        eprintln!(
+            "error: every sample of {} is a backend error (see the recommendations)",
+            names.join(", ")
+        );
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

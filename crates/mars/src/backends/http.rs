@@ -95,23 +95,52 @@ pub(crate) fn wire_messages(request: &ChatRequest) -> Vec<serde_json::Value> {
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// A `reqwest::Client` with the options above.
+///
+/// Requests to loopback hosts (`localhost`, `127.0.0.0/8`, `::1`) never go through a proxy set
+/// in the environment (`HTTP_PROXY` and friends): a local Ollama or llama-server is reached
+/// directly, as a proxy elsewhere could not reach it anyway. Other hosts use the environment's
+/// proxy settings.
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
     client: reqwest::Client,
+    direct: reqwest::Client,
     options: HttpOptions,
 }
 
 impl Transport {
     pub(crate) fn new(options: HttpOptions) -> Result<Self> {
         options.validate()?;
-        let client = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .build()
-            .map_err(|err| Error::InvalidConfig {
-                field: "http",
-                reason: format!("could not build the HTTP client: {err}"),
-            })?;
-        Ok(Transport { client, options })
+        let build = |builder: reqwest::ClientBuilder| {
+            builder
+                .connect_timeout(options.connect_timeout)
+                .build()
+                .map_err(|err| Error::InvalidConfig {
+                    field: "http",
+                    reason: format!("could not build the HTTP client: {err}"),
+                })
+        };
+        let client = build(reqwest::Client::builder())?;
+        let direct = build(reqwest::Client::builder().no_proxy())?;
+        Ok(Transport {
+            client,
+            direct,
+            options,
+        })
+    }
+
+    /// The client for `url`: the proxy-free one for loopback hosts.
+    fn client_for(&self, url: &str) -> &reqwest::Client {
+        let loopback = reqwest::Url::parse(url).is_ok_and(|url| {
+            url.host_str().is_some_and(|host| {
+                host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            })
+        });
+        if loopback { &self.direct } else { &self.client }
     }
 
     pub(crate) fn options(&self) -> &HttpOptions {
@@ -129,9 +158,11 @@ impl Transport {
         loop {
             attempt += 1;
             let retries_left = attempt <= self.options.max_retries;
-            let sent =
-                tokio::time::timeout(self.options.first_byte_timeout, make(&self.client).send())
-                    .await;
+            let sent = tokio::time::timeout(
+                self.options.first_byte_timeout,
+                make(self.client_for(url)).send(),
+            )
+            .await;
             let response = match sent {
                 Err(_) => {
                     return Err(Error::Timeout {
@@ -183,6 +214,33 @@ impl Transport {
                 url: url.to_owned(),
             });
         }
+    }
+
+    /// Sends the GET request that `make` builds (retried as [`Transport::send`] retries) and
+    /// decodes its whole body as JSON, waiting at most the idle timeout for it.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<T> {
+        let response = self.send(url, make).await?;
+        let idle = self.options.idle_timeout;
+        let bytes = tokio::time::timeout(idle, response.bytes())
+            .await
+            .map_err(|_| Error::Timeout {
+                phase: TimeoutPhase::Idle,
+                after: idle,
+                url: url.to_owned(),
+            })?
+            .map_err(|err| Error::Transport {
+                url: url.to_owned(),
+                source: Box::new(err),
+            })?;
+        serde_json::from_slice(&bytes).map_err(|err| Error::Decode {
+            line_number: 1,
+            line: truncate_for_error(&String::from_utf8_lossy(&bytes), 512),
+            reason: err.to_string(),
+        })
     }
 
     async fn read_error_body(&self, response: reqwest::Response) -> String {

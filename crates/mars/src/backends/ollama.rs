@@ -166,25 +166,19 @@ impl OllamaClient {
         Ok(tags.models)
     }
 
+    /// Whether the server answers and has this client's model installed (`GET /api/tags`). A
+    /// name without a tag is its `:latest` (`tinyllama` is `tinyllama:latest`). An unreachable
+    /// server is an error, not `false`.
+    pub async fn has_model(&self) -> Result<bool> {
+        let models = self.list_models().await?;
+        Ok(models
+            .iter()
+            .any(|m| same_model(&m.name, &self.config.model)))
+    }
+
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.config.base_url);
-        let response = self.transport.send(&url, |c| c.get(&url)).await?;
-        let bytes = tokio::time::timeout(self.config.http.idle_timeout, response.bytes())
-            .await
-            .map_err(|_| Error::Timeout {
-                phase: crate::error::TimeoutPhase::Idle,
-                after: self.config.http.idle_timeout,
-                url: url.clone(),
-            })?
-            .map_err(|err| Error::Transport {
-                url: url.clone(),
-                source: Box::new(err),
-            })?;
-        serde_json::from_slice(&bytes).map_err(|err| Error::Decode {
-            line_number: 1,
-            line: truncate_for_error(&String::from_utf8_lossy(&bytes), 512),
-            reason: err.to_string(),
-        })
+        self.transport.get_json(&url, |c| c.get(&url)).await
     }
 
     /// The JSON body sent for `request`.
@@ -249,6 +243,19 @@ impl ModelClient for OllamaClient {
 
 /// Ollama answers an unknown model on `/api/chat` with 404 and a JSON error naming the model;
 /// an unknown route gives a plain-text 404 and stays an [`Error::Http`].
+/// Whether two Ollama model names name the same model, a missing tag being `:latest`.
+fn same_model(a: &str, b: &str) -> bool {
+    fn tagged(name: &str) -> std::borrow::Cow<'_, str> {
+        let last = name.rsplit('/').next().unwrap_or(name);
+        if last.contains(':') {
+            name.into()
+        } else {
+            format!("{name}:latest").into()
+        }
+    }
+    tagged(a) == tagged(b)
+}
+
 fn not_found_to_model_error(err: Error, model: &str) -> Error {
     match err {
         Error::Http {
@@ -392,6 +399,22 @@ mod tests {
         decoder.feed(body.as_bytes(), &mut out)?;
         decoder.finish(&mut out)?;
         Ok(out)
+    }
+
+    #[test]
+    fn a_missing_tag_is_latest() {
+        for (a, b, same) in [
+            ("tinyllama:latest", "tinyllama", true),
+            ("tinyllama", "tinyllama:latest", true),
+            ("tinyllama:latest", "tinyllama:latest", true),
+            ("tinyllama:1.1b", "tinyllama", false),
+            ("tinyllama:1.1b", "tinyllama:1.1b", true),
+            ("qwen2.5-coder:0.5b", "qwen2.5-coder", false),
+            ("host:5000/ns/m:latest", "host:5000/ns/m", true),
+            ("tinyllama2:latest", "tinyllama", false),
+        ] {
+            assert_eq!(same_model(a, b), same, "{a} vs {b}");
+        }
     }
 
     #[test]

@@ -157,6 +157,33 @@ impl ModelClient for OpenAiClient {
     }
 }
 
+impl OpenAiClient {
+    /// The ids of the models the server lists (`GET {base_url}/models`). Not every
+    /// OpenAI-compatible server offers the endpoint; one that does not answers
+    /// [`Error::Http`] with status 404.
+    pub async fn list_models(&self) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Models {
+            #[serde(default)]
+            data: Vec<ModelWire>,
+        }
+        #[derive(Deserialize)]
+        struct ModelWire {
+            id: String,
+        }
+        let url = format!("{}/models", self.config.base_url);
+        let key = self.config.api_key.clone();
+        let models: Models = self
+            .transport
+            .get_json(&url, |c| match &key {
+                Some(key) => c.get(&url).bearer_auth(key),
+                None => c.get(&url),
+            })
+            .await?;
+        Ok(models.data.into_iter().map(|m| m.id).collect())
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ChunkWire<'a> {
     #[serde(borrow, default)]

@@ -85,14 +85,18 @@ pub struct Grader {
 }
 
 /// The source compiled for `code` against `tests`: the task's prelude when the code does not
-/// define the entry point itself (HumanEval prompts end in an open function), the code, then the
+/// define the entry point itself (HumanEval prompts end in an open function), the code, the
+/// braces a bare body leaves open (MultiPL-E bodies end before the function's `}`), then the
 /// tests. Warnings are allowed.
 pub fn assemble(task: &Task, code: &str, tests: Tests) -> String {
     let mut source = String::from("#![allow(warnings)]\n");
+    let start = source.len();
     if !task.prelude.is_empty() && !defines_function(code, &task.entry_point) {
         source.push_str(&task.prelude);
     }
     source.push_str(code);
+    let open = open_braces(&source[start..]);
+    source.push_str(&"\n}".repeat(open));
     source.push_str("\n\n");
     source.push_str(match tests {
         Tests::Visible => &task.visible_tests,
@@ -100,6 +104,52 @@ pub fn assemble(task: &Task, code: &str, tests: Tests) -> String {
     });
     source.push('\n');
     source
+}
+
+/// How many `{` of `code` stay unclosed, outside comments, strings and character literals.
+fn open_braces(code: &str) -> usize {
+    let bytes = code.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    let skip_to = |from: usize, end: &[u8]| {
+        bytes
+            .get(from..)
+            .unwrap_or_default()
+            .windows(end.len())
+            .position(|w| w == end)
+            .map_or(bytes.len(), |p| from + p + end.len())
+    };
+    while i < bytes.len() {
+        i = match bytes[i] {
+            b'{' => {
+                depth += 1;
+                i + 1
+            }
+            b'}' => {
+                depth = depth.saturating_sub(1);
+                i + 1
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => skip_to(i, b"\n"),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => skip_to(i + 2, b"*/"),
+            b'"' => {
+                let mut j = i + 1;
+                while j < bytes.len() && bytes[j] != b'"' {
+                    j += if bytes[j] == b'\\' { 2 } else { 1 };
+                }
+                j + 1
+            }
+            // A character literal ('x', '\n', '{'); a lifetime ('a) has no closing quote.
+            b'\'' => {
+                let len = code[i + 1..].chars().next().map_or(1, char::len_utf8);
+                match bytes.get(i + 1) {
+                    Some(b'\\') => skip_to(i + 3, b"'"),
+                    Some(_) if bytes.get(i + 1 + len) == Some(&b'\'') => i + 2 + len,
+                    _ => i + 1,
+                }
+            }
+            _ => i + 1,
+        };
+    }
+    depth
 }
 
 /// 64-bit FNV-1a: a stable, dependency-free hash for cache keys and reports.
@@ -276,6 +326,24 @@ mod tests {
             Tests::Visible,
         );
         assert!(visible.contains("mars_visible_tests") && !visible.contains("mars_hidden_tests"));
+    }
+
+    #[test]
+    fn a_bare_body_gets_its_closing_braces() {
+        let mut task = builtin(TaskSet::Ladder).remove(0);
+        task.prelude = "/// Adds {a} and {b}.\nfn add(a: i32, b: i32) -> i32 {\n".into();
+        let body = assemble(
+            &task,
+            "    let s = \"}\"; let c = '{'; a + b",
+            Tests::Hidden,
+        );
+        assert!(body.contains("a + b\n}\n\n"), "{body}");
+        let closed = assemble(&task, "    a + b\n}", Tests::Hidden);
+        assert!(closed.contains("a + b\n}\n\n#[cfg(test)]"), "{closed}");
+        let nested = assemble(&task, "    if a > 0 { a + b", Tests::Hidden);
+        assert!(nested.contains("a + b\n}\n}\n\n"), "{nested}");
+        assert_eq!(open_braces("fn f<'a>(x: &'a str) { /* { */ // {\n"), 1);
+        assert_eq!(open_braces("{ '\\'' 'é' '\\u{7b}' \"\\\"{\""), 1);
     }
 
     #[test]

@@ -218,7 +218,7 @@ impl Report {
                 s.wall_vs_baseline = ratio(s.latency_p50_ms, base.latency_p50_ms);
             }
         }
-        let recommendations = recommend(&strategies);
+        let recommendations = recommend(&strategies, &samples);
         Report {
             schema_version: SCHEMA_VERSION,
             mars_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -301,10 +301,57 @@ fn percent(p: f64) -> String {
     format!("{:.0}%", p * 100.0)
 }
 
-/// Conclusions that follow from the summaries alone.
-pub fn recommend(strategies: &[StrategySummary]) -> Vec<String> {
+impl Report {
+    /// The strategies every one of whose samples is a backend error: for them the run measured
+    /// the backend, not the model.
+    pub fn backend_failed(&self) -> Vec<&StrategySpec> {
+        self.strategies
+            .iter()
+            .filter(|s| all_backend_errors(s))
+            .map(|s| &s.strategy)
+            .collect()
+    }
+}
+
+fn all_backend_errors(s: &StrategySummary) -> bool {
+    s.pass.trials > 0 && s.verdicts.get(&Verdict::BackendError) == Some(&s.pass.trials)
+}
+
+/// What backend errors did to the run: one line per strategy that had any, naming the first
+/// error, so that a dead server is not read as a weak model.
+fn backend_lines(strategies: &[StrategySummary], samples: &[SampleRecord]) -> Vec<String> {
     let mut out = Vec::new();
-    if strategies.is_empty() {
+    for s in strategies {
+        let failed = s.verdicts.get(&Verdict::BackendError).copied().unwrap_or(0);
+        if failed == 0 {
+            continue;
+        }
+        let first = samples
+            .iter()
+            .find(|r| r.strategy == s.strategy && r.verdict == Verdict::BackendError)
+            .and_then(|r| r.detail.as_deref())
+            .unwrap_or("no detail recorded");
+        out.push(if all_backend_errors(s) {
+            format!(
+                "Every sample of {} ({failed}) is a backend error, so it says nothing about the \
+                 model: {first}. Check the backend (server, model name, limits) and run again.",
+                s.strategy.as_str()
+            )
+        } else {
+            format!(
+                "{failed} of {} samples of {} are backend errors, counted as failures: {first}.",
+                s.pass.trials,
+                s.strategy.as_str()
+            )
+        });
+    }
+    out
+}
+
+/// Conclusions that follow from the summaries (and, for backend errors, the samples' details).
+pub fn recommend(strategies: &[StrategySummary], samples: &[SampleRecord]) -> Vec<String> {
+    let mut out = backend_lines(strategies, samples);
+    if strategies.is_empty() || strategies.iter().all(all_backend_errors) {
         return out;
     }
     if strategies.iter().all(|s| s.pass.successes == 0) {
@@ -504,8 +551,33 @@ mod tests {
             tokens_vs_baseline: None,
             wall_vs_baseline: None,
         };
-        let advice = recommend(&[summary]);
+        let mut compile_errors = summary.clone();
+        compile_errors.verdicts.insert(Verdict::CompileError, 4);
+        let advice = recommend(&[compile_errors], &[]);
         assert_eq!(advice.len(), 1);
         assert!(advice[0].starts_with("No strategy passed any sample"));
+
+        // A dead backend is named, and the model is not blamed.
+        let mut dead = summary;
+        dead.verdicts.insert(Verdict::BackendError, 4);
+        let mut sample = record("fibonacci", base(), 0, false, 0);
+        sample.verdict = Verdict::BackendError;
+        sample.detail = Some("could not connect to http://127.0.0.1:9/api/chat".into());
+        let advice = recommend(&[dead.clone()], &[sample.clone()]);
+        assert_eq!(
+            advice,
+            [
+                "Every sample of baseline (4) is a backend error, so it says nothing about the \
+              model: could not connect to http://127.0.0.1:9/api/chat. Check the backend \
+              (server, model name, limits) and run again."
+            ]
+        );
+        // Half failed in the backend, half did not compile: both are said.
+        dead.verdicts.insert(Verdict::BackendError, 2);
+        dead.verdicts.insert(Verdict::CompileError, 2);
+        let advice = recommend(&[dead], &[sample]);
+        assert_eq!(advice.len(), 2, "{advice:?}");
+        assert!(advice[0].starts_with("2 of 4 samples of baseline are backend errors"));
+        assert!(advice[1].starts_with("No strategy passed any sample"));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -207,12 +208,24 @@ pub fn parse_replay(text: &str) -> Result<HashMap<SampleKey, SampleRecord>> {
     Ok(rows)
 }
 
-/// Reads the complete records of a `--jsonl` file being resumed; a last line cut off by a
-/// crash is ignored (it will be generated again).
-pub fn parse_resume(text: &str) -> Vec<SampleRecord> {
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<SampleRecord>(line).ok())
-        .collect()
+/// Reads recorded samples from a file; see [`parse_replay`]. Errors name the file.
+pub fn load_replay(path: &Path) -> Result<HashMap<SampleKey, SampleRecord>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "read",
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse_replay(&text).map_err(|err| match err {
+        Error::Decode {
+            line_number,
+            line,
+            reason,
+        } => Error::InvalidConfig {
+            field: "answers",
+            reason: format!("{} line {line_number}: {reason}: {line}", path.display()),
+        },
+        other => other,
+    })
 }
 
 /// The cells of the matrix, in run order: sample-major, so an interrupted run has covered
@@ -268,6 +281,50 @@ pub async fn run_matrix(
         records.push(record);
     }
     Ok(records)
+}
+
+/// Runs the matrix around `previous`, the records of a resumed journal: the cells they hold are
+/// skipped, the others run as [`run_matrix`] runs them, and the result is `previous` followed by
+/// the new records. A previous record that is not a cell of this run (the journal of another
+/// run) or that repeats a cell is an error naming it, before any model call.
+pub async fn run_resumed(
+    source: AnswerSource<'_>,
+    grader: &Grader,
+    tasks: &[Task],
+    config: &RunConfig,
+    previous: Vec<SampleRecord>,
+    on_record: impl FnMut(&SampleRecord),
+) -> Result<Vec<SampleRecord>> {
+    let matrix: HashSet<SampleKey> = cells(tasks, config).into_iter().collect();
+    let mut done = HashSet::new();
+    for record in &previous {
+        let key = record.key();
+        let what = format!(
+            "task {} strategy {} sample {}",
+            key.task_id,
+            key.strategy.as_str(),
+            key.sample
+        );
+        if !matrix.contains(&key) {
+            return Err(Error::InvalidConfig {
+                field: "resume",
+                reason: format!(
+                    "the journal holds {what}, which this run does not include; resume with the \
+                     tasks, strategies and samples it was recorded with"
+                ),
+            });
+        }
+        if !done.insert(key) {
+            return Err(Error::InvalidConfig {
+                field: "resume",
+                reason: format!("the journal holds {what} twice"),
+            });
+        }
+    }
+    let fresh = run_matrix(source, grader, tasks, config, &done, on_record).await?;
+    let mut all = previous;
+    all.extend(fresh);
+    Ok(all)
 }
 
 fn unreachable_cell(key: SampleKey) -> SampleRecord {

@@ -1,14 +1,15 @@
-//! Benchmark tasks: the built-in seed and ladder tasks, and HumanEval-Rust-shaped JSONL files.
+//! Benchmark tasks: the built-in seed and ladder tasks, and HumanEval-Rust-shaped JSONL files
+//! (read by [`load`], in the `file` submodule).
 //!
 //! Every task has visible examples, shown in its prompt and turned into `visible_tests` (which a
 //! verifier may run), and hidden tests, used only to grade. A verifier must never see
 //! `hidden_tests`.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result, truncate_for_error};
+mod file;
+
+pub use file::{GROUPS, load, load_jsonl, parse_jsonl};
 
 /// Which group a task belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -303,62 +304,6 @@ pub fn builtin(set: TaskSet) -> Vec<Task> {
         .collect()
 }
 
-/// One row of a HumanEval-Rust-shaped JSONL file.
-#[derive(Debug, Deserialize)]
-struct Row {
-    task_id: String,
-    prompt: String,
-    entry_point: String,
-    test: String,
-    #[serde(default)]
-    canonical_solution: Option<String>,
-}
-
-/// Reads tasks from JSONL text, one HumanEval-Rust row (`task_id`, `prompt`, `entry_point`,
-/// `test`, optional `canonical_solution`) per line. Blank lines are skipped; a bad row is an
-/// error naming its line. Such rows carry no separate visible examples, so `visible_tests` is
-/// empty.
-pub fn parse_jsonl(text: &str) -> Result<Vec<Task>> {
-    let mut tasks = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let row: Row = serde_json::from_str(line).map_err(|err| Error::Decode {
-            line_number: index as u64 + 1,
-            line: truncate_for_error(line, 512),
-            reason: format!("not a task row: {err}"),
-        })?;
-        let prompt = format!(
-            "Complete this Rust function. Reply with one ```rust code block that contains the \
-             complete function, including its signature.\n\n```rust\n{}\n```",
-            row.prompt.trim_end()
-        );
-        tasks.push(Task {
-            id: row.task_id,
-            set: TaskSet::File,
-            reference: row
-                .canonical_solution
-                .map(|body| format!("{}{}", row.prompt, body)),
-            entry_point: row.entry_point,
-            prompt,
-            prelude: row.prompt,
-            visible_tests: String::new(),
-            hidden_tests: row.test,
-        });
-    }
-    Ok(tasks)
-}
-
-/// Reads tasks from a JSONL file; see [`parse_jsonl`].
-pub fn load_jsonl(path: &Path) -> Result<Vec<Task>> {
-    let text = std::fs::read_to_string(path).map_err(|err| Error::InvalidConfig {
-        field: "tasks",
-        reason: format!("cannot read {}: {err}", path.display()),
-    })?;
-    parse_jsonl(&text)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,29 +343,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn jsonl_rows_parse_and_bad_rows_name_their_line() {
-        let text = concat!(
-            r#"{"task_id":"Rust/0","prompt":"fn inc(x: i32) -> i32 {\n","entry_point":"inc","test":"\n#[cfg(test)]\nmod tests { use super::*; #[test] fn t() { assert_eq!(inc(1), 2); } }","canonical_solution":"    x + 1\n}\n"}"#,
-            "\n\n",
-            r#"{"task_id":"Rust/1","prompt":"fn f() {","entry_point":"f","test":""}"#,
-            "\n"
-        );
-        let tasks = parse_jsonl(text).unwrap();
-        assert_eq!(tasks.len(), 2);
-        assert_eq!(tasks[0].id, "Rust/0");
-        assert_eq!(tasks[0].prelude, "fn inc(x: i32) -> i32 {\n");
-        assert_eq!(
-            tasks[0].reference.as_deref(),
-            Some("fn inc(x: i32) -> i32 {\n    x + 1\n}\n")
-        );
-        assert_eq!(tasks[1].reference, None);
-        let err = parse_jsonl("{\"task_id\":\"a\"}\n\n{oops").unwrap_err();
-        assert!(
-            matches!(err, Error::Decode { line_number: 1, .. }),
-            "{err:?}"
-        );
     }
 }

@@ -279,6 +279,50 @@ pub async fn retries_before_first_byte<W: Wire>() {
     );
 }
 
+pub async fn retry_after_is_honoured_and_capped<W: Wire>() {
+    // Backoff alone would wait an hour: only a honoured `Retry-After: 0` lets this finish
+    // within `bounded`'s limit.
+    let patient = HttpOptions {
+        initial_backoff: Duration::from_secs(3600),
+        max_backoff: Duration::from_secs(3600),
+        ..fast_http()
+    };
+    let body = answer::<W>(&["after the wait"], 1, 1);
+    let replies = vec![
+        Reply::status(503, "loading").with_header("Retry-After", "0"),
+        Reply::ok(W::CONTENT_TYPE, vec![Part::Bytes(body.clone())]),
+    ];
+    let (server, client) = start_with::<W>(replies, patient).await;
+    assert_eq!(client.complete("x").await.unwrap().text, "after the wait");
+    assert_eq!(server.requests().len(), 2);
+    // An hour's `Retry-After` is cut to `max_backoff` (50 ms here).
+    let replies = vec![
+        Reply::status(429, "slow down").with_header("Retry-After", "3600"),
+        Reply::ok(W::CONTENT_TYPE, vec![Part::Bytes(body)]),
+    ];
+    let (server, client) = start::<W>(replies).await;
+    assert_eq!(client.complete("x").await.unwrap().text, "after the wait");
+    assert_eq!(server.requests().len(), 2);
+}
+
+pub async fn a_stream_longer_than_the_idle_timeout_survives<W: Wire>() {
+    // 20 chunks 200 ms apart: 4 s in all, twice the idle timeout; each gap is a tenth of it.
+    let deltas: Vec<String> = (0..19).map(|i| format!("{i} ")).collect();
+    let refs: Vec<&str> = deltas.iter().map(String::as_str).collect();
+    let mut parts = Vec::new();
+    for delta in &refs {
+        parts.push(Part::Bytes(W::delta(delta)));
+        parts.push(Part::Delay(Duration::from_millis(200)));
+    }
+    parts.push(Part::Bytes(W::terminal(1, 19)));
+    let http = HttpOptions {
+        idle_timeout: Duration::from_secs(2),
+        ..fast_http()
+    };
+    let (_server, client) = start_with::<W>(vec![Reply::ok(W::CONTENT_TYPE, parts)], http).await;
+    assert_eq!(client.complete("x").await.unwrap().text, refs.concat());
+}
+
 pub async fn no_retry_after_text<W: Wire>() {
     let replies = vec![
         Reply::ok(
@@ -377,6 +421,20 @@ macro_rules! conformance_suite {
         async fn retries_before_first_byte() {
             $crate::conformance::bounded($crate::conformance::retries_before_first_byte::<$wire>())
                 .await
+        }
+        #[tokio::test]
+        async fn retry_after_is_honoured_and_capped() {
+            $crate::conformance::bounded($crate::conformance::retry_after_is_honoured_and_capped::<
+                $wire,
+            >())
+            .await
+        }
+        #[tokio::test]
+        async fn a_stream_longer_than_the_idle_timeout_survives() {
+            $crate::conformance::bounded(
+                $crate::conformance::a_stream_longer_than_the_idle_timeout_survives::<$wire>(),
+            )
+            .await
         }
         #[tokio::test]
         async fn no_retry_after_text() {

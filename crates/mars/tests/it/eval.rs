@@ -5,11 +5,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use mars::eval::grade::{Grader, Tests, Verdict};
-use mars::eval::journal::Journal;
+use mars::eval::journal::{Journal, OpenMode, read_records};
 use mars::eval::render;
 use mars::eval::report::{BackendInfo, Report};
 use mars::eval::run::{
-    AnswerSource, RunConfig, SampleRecord, parse_replay, run_matrix, visible_examples_verifier,
+    AnswerSource, RunConfig, SampleRecord, parse_replay, run_matrix, run_resumed,
+    visible_examples_verifier,
 };
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
 use mars::eval::tasks::{Task, TaskSet, builtin};
@@ -398,7 +399,7 @@ async fn resume_after_a_killed_run_gives_the_same_report() {
     let config = config("baseline,reread", 3);
     let path = std::env::temp_dir().join(format!("mars-resume-{}.jsonl", std::process::id()));
     // The killed run: five complete lines, then half of the sixth.
-    let (mut journal, _) = Journal::open(&path, false).unwrap();
+    let (mut journal, _) = Journal::open(&path, OpenMode::Overwrite).unwrap();
     let first_five: Vec<SampleRecord> = full.samples.iter().take(5).cloned().collect();
     for record in &first_five {
         journal.append(record).unwrap();
@@ -409,32 +410,50 @@ async fn resume_after_a_killed_run_gives_the_same_report() {
     text.push_str(&cut[..cut.len() / 2]);
     std::fs::write(&path, text).unwrap();
 
-    let (mut journal, previous) = Journal::open(&path, true).unwrap();
+    let (mut journal, previous) = Journal::open(&path, OpenMode::Resume).unwrap();
     assert_eq!(previous, first_five);
-    let done: HashSet<_> = previous.iter().map(SampleRecord::key).collect();
-    let fresh = run_matrix(
+    let all = run_resumed(
         AnswerSource::Replay(&rows),
         &grader,
         &tasks,
         &config,
-        &done,
+        previous,
         |r| journal.append(r).unwrap(),
     )
     .await
     .unwrap();
-    assert_eq!(fresh.len(), full.samples.len() - 5);
-    let mut all = previous;
-    all.extend(fresh);
-    let resumed = Report::build(backend(), config, &tasks, "test".into(), all);
+    assert_eq!(all.len(), full.samples.len());
+    assert_eq!(all[..5], first_five[..], "the kept records come first");
+    let resumed = Report::build(backend(), config.clone(), &tasks, "test".into(), all);
     assert_eq!(
         serde_json::to_string(&resumed).unwrap(),
         serde_json::to_string(&full).unwrap()
     );
-    let lines = std::fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        lines.lines().count(),
-        full.samples.len(),
-        "the journal holds every sample once"
-    );
+    // The journal, read back, holds every sample once, each as the full run graded it.
+    let (mut journaled, kept) = read_records(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(kept as u64, std::fs::metadata(&path).unwrap().len());
+    let order = |r: &SampleRecord| (r.strategy.clone(), r.task_id.clone(), r.sample);
+    journaled.sort_by_key(order);
+    let mut expected = full.samples.clone();
+    expected.sort_by_key(order);
+    assert_eq!(journaled, expected);
+
+    // A journal of another run (a strategy this run does not include) is refused up front.
+    let other = RunConfig {
+        strategies: vec!["baseline".parse().unwrap()],
+        ..config
+    };
+    let (_journal, previous) = Journal::open(&path, OpenMode::Resume).unwrap();
+    let err = run_resumed(
+        AnswerSource::Replay(&rows),
+        &grader,
+        &tasks,
+        &other,
+        previous,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("strategy reread"), "{err}");
     std::fs::remove_file(&path).unwrap();
 }

@@ -3,10 +3,12 @@
 // Test helpers outside `#[test]` functions may unwrap and panic too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
 mod conformance;
 mod eval;
 mod ollama;
 mod openai;
+mod proxy;
 mod sandbox;
 mod server;
 mod strategies;

@@ -172,6 +172,40 @@ async fn list_models_and_version() {
     );
 }
 
+#[tokio::test]
+async fn has_model_reads_the_tags_with_latest_as_the_missing_tag() {
+    let tags = r#"{"models":[{"name":"tinyllama:latest"},{"name":"qwen2.5-coder:1.5b"}]}"#;
+    let server = TestServer::start(vec![Reply::status(200, tags); 4]).await;
+    let client = |model: &str| {
+        OllamaClient::new(OllamaConfig {
+            base_url: server.url(),
+            ..OllamaConfig::new(model)
+        })
+        .unwrap()
+    };
+    assert!(client("tinyllama").has_model().await.unwrap());
+    assert!(client("qwen2.5-coder:1.5b").has_model().await.unwrap());
+    assert!(!client("qwen2.5-coder").has_model().await.unwrap());
+    assert!(!client("llama3").has_model().await.unwrap());
+    assert!(server.requests().iter().all(|r| r.path == "/api/tags"));
+
+    // A server that does not answer is an error, not "no such model".
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let client = OllamaClient::new(OllamaConfig {
+        base_url: closed,
+        http: HttpOptions {
+            max_retries: 0,
+            ..HttpOptions::default()
+        },
+        ..OllamaConfig::new("tinyllama")
+    })
+    .unwrap();
+    let err = client.has_model().await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+}
+
 #[test]
 fn bad_configuration_is_rejected() {
     let config = OllamaConfig {

@@ -120,6 +120,30 @@ async fn stream_without_usage_reports_unknown_counts() {
     assert_eq!(completion.usage.completion_tokens, None);
 }
 
+#[tokio::test]
+async fn list_models_reads_the_ids_and_sends_the_key() {
+    let models = r#"{"object":"list","data":[{"id":"smol","object":"model"},{"id":"big"}]}"#;
+    let server = TestServer::start(vec![
+        Reply::status(200, models),
+        Reply::status(404, "not found"),
+    ])
+    .await;
+    let config = OpenAiConfig {
+        api_key: Some("sk-test".into()),
+        ..OpenAiConfig::new(format!("{}/v1", server.url()), "smol")
+    };
+    let client = OpenAiClient::new(config).unwrap();
+    assert_eq!(client.list_models().await.unwrap(), ["smol", "big"]);
+    let err = client.list_models().await.unwrap_err();
+    assert!(matches!(err, Error::Http { status: 404, .. }), "{err:?}");
+    let requests = server.requests();
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].path.as_str()),
+        ("GET", "/v1/models")
+    );
+    assert_eq!(requests[0].header("authorization"), Some("Bearer sk-test"));
+}
+
 #[test]
 fn bad_base_url_is_rejected() {
     let config = OpenAiConfig::new("::", "m");

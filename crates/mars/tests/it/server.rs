@@ -24,6 +24,8 @@ pub enum Part {
 pub struct Reply {
     pub status: u16,
     pub content_type: &'static str,
+    /// Extra response headers, e.g. `Retry-After`.
+    pub headers: Vec<(&'static str, String)>,
     pub head_delay: Duration,
     pub parts: Vec<Part>,
     /// After the last part, keep the connection open until the client closes it (and report
@@ -36,6 +38,7 @@ impl Reply {
         Reply {
             status: 200,
             content_type,
+            headers: Vec::new(),
             head_delay: Duration::ZERO,
             parts,
             hold_open: false,
@@ -46,10 +49,19 @@ impl Reply {
         Reply {
             status,
             content_type: "application/json",
+            headers: Vec::new(),
             head_delay: Duration::ZERO,
             parts: vec![Part::Bytes(body.as_bytes().to_vec())],
             hold_open: false,
         }
+    }
+}
+
+impl Reply {
+    /// The reply with one more response header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 }
 
@@ -156,8 +168,13 @@ async fn serve(
     let request = read_request(&mut socket).await?;
     recorded.lock().unwrap().push(request);
     tokio::time::sleep(reply.head_delay).await;
+    let extra: String = reply
+        .headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "HTTP/1.1 {} Scripted\r\nContent-Type: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} Scripted\r\nContent-Type: {}\r\n{extra}Connection: close\r\n\r\n",
         reply.status, reply.content_type
     );
     socket.write_all(head.as_bytes()).await?;

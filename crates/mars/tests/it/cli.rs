@@ -117,6 +117,26 @@ fn seed_answers() -> String {
     answers(&rows)
 }
 
+/// The arguments of a run of the baseline strategy: `--backend backend`, then `source` (the
+/// flag that says where answers come from) and its value.
+fn baseline<'a>(backend: &'a str, source: [&'a str; 2], samples: &'a str) -> Vec<&'a str> {
+    let [flag, value] = source;
+    vec![
+        "--backend",
+        backend,
+        flag,
+        value,
+        "--strategies",
+        "baseline",
+        "--samples",
+        samples,
+    ]
+}
+
+fn scripted_baseline<'a>(answers: &'a str, samples: &'a str) -> Vec<&'a str> {
+    baseline("scripted", ["--answers", answers], samples)
+}
+
 #[tokio::test]
 async fn bad_numbers_are_rejected_when_parsed() {
     for (args, says) in [
@@ -251,16 +271,7 @@ async fn output_paths_are_checked_before_the_run() {
     let journal = dir.file("journal.jsonl", "{\"kept\": true}\n");
     let missing_parent = dir.path("no/such/dir/r.md");
     let here = dir.path("");
-    let scripted = [
-        "--backend",
-        "scripted",
-        "--answers",
-        &answers,
-        "--strategies",
-        "baseline",
-        "--samples",
-        "1",
-    ];
+    let scripted = scripted_baseline(&answers, "1");
     for (flag, path, says) in [
         (
             "--json",
@@ -276,7 +287,7 @@ async fn output_paths_are_checked_before_the_run() {
             "pass --resume to continue that run, or --force to overwrite it",
         ),
     ] {
-        let mut args = scripted.to_vec();
+        let mut args = scripted.clone();
         args.extend([flag, path]);
         let output = run(&args).await;
         expect(&output, 2, &[path, says]);
@@ -294,7 +305,7 @@ async fn output_paths_are_checked_before_the_run() {
     // A journal with a bad line that is not the last one cannot be resumed.
     let first = seed_answers().lines().next().unwrap().to_owned();
     let damaged = dir.file("damaged.jsonl", &format!("{{oops\n{first}\n"));
-    let mut args = scripted.to_vec();
+    let mut args = scripted;
     args.extend(["--jsonl", &damaged, "--resume"]);
     expect(
         &run(&args).await,
@@ -309,21 +320,9 @@ async fn a_write_that_fails_at_the_end_is_exit_2_and_the_other_outputs_are_writt
     let answers = dir.file("answers.jsonl", &seed_answers());
     let markdown = dir.path("report.md");
     // /dev/full opens for writing and fails every write.
-    let output = run(&[
-        "--backend",
-        "scripted",
-        "--answers",
-        &answers,
-        "--strategies",
-        "baseline",
-        "--samples",
-        "1",
-        "--json",
-        "/dev/full",
-        "--markdown",
-        &markdown,
-    ])
-    .await;
+    let mut args = scripted_baseline(&answers, "1");
+    args.extend(["--json", "/dev/full", "--markdown", &markdown]);
+    let output = run(&args).await;
     expect(&output, 2, &["could not write /dev/full"]);
     assert!(
         std::fs::read_to_string(&markdown)
@@ -377,6 +376,14 @@ async fn backends_are_checked_before_the_run() {
         2,
         &["does not have tinyllama", "ollama pull tinyllama"],
     );
+    let output = run(&[
+        "--backend",
+        "embedded",
+        "--model-path",
+        "/nonexistent/m.gguf",
+    ])
+    .await;
+    expect(&output, 2, &["/nonexistent/m.gguf", "is not a file"]);
 }
 
 #[tokio::test]
@@ -385,17 +392,7 @@ async fn a_backend_that_fails_every_call_is_exit_1_and_named_not_blamed_on_the_m
     // After the model list, every connection gets the server's default: HTTP 500.
     let server = TestServer::start(vec![Reply::status(200, models)]).await;
     let url = format!("{}/v1", server.url());
-    let output = run(&[
-        "--backend",
-        "openai",
-        "--openai-url",
-        &url,
-        "--strategies",
-        "baseline",
-        "--samples",
-        "1",
-    ])
-    .await;
+    let output = run(&baseline("openai", ["--openai-url", &url], "1")).await;
     expect(
         &output,
         1,
@@ -439,21 +436,9 @@ async fn multipl_e_rows_replayed_through_scripted_are_graded_right() {
     ];
     let answers = dir.file("answers.jsonl", &answers(&rows));
     let json = dir.path("report.json");
-    let output = run(&[
-        "--backend",
-        "scripted",
-        "--answers",
-        &answers,
-        "--tasks",
-        &tasks,
-        "--strategies",
-        "baseline",
-        "--samples",
-        "5",
-        "--json",
-        &json,
-    ])
-    .await;
+    let mut args = scripted_baseline(&answers, "5");
+    args.extend(["--tasks", &tasks, "--json", &json]);
+    let output = run(&args).await;
     expect(&output, 0, &["backend: scripted"]);
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let verdicts: Vec<&str> = report["samples"]
@@ -511,20 +496,8 @@ async fn a_run_killed_with_sigkill_resumes_without_losing_or_repeating_a_sample(
     first.extend(std::iter::repeat_n(hang, 4));
     let server = TestServer::start(first).await;
     let url = format!("{}/v1", server.url());
-    let args = [
-        "--backend",
-        "openai",
-        "--openai-url",
-        &url,
-        "--strategies",
-        "baseline",
-        "--samples",
-        "3",
-        "--concurrency",
-        "1",
-        "--jsonl",
-        &journal,
-    ];
+    let mut args = baseline("openai", ["--openai-url", &url], "3");
+    args.extend(["--concurrency", "1", "--jsonl", &journal]);
     let mut child = command(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

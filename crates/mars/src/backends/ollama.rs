@@ -241,8 +241,6 @@ impl ModelClient for OllamaClient {
     }
 }
 
-/// Ollama answers an unknown model on `/api/chat` with 404 and a JSON error naming the model;
-/// an unknown route gives a plain-text 404 and stays an [`Error::Http`].
 /// Whether two Ollama model names name the same model, a missing tag being `:latest`.
 fn same_model(a: &str, b: &str) -> bool {
     fn tagged(name: &str) -> std::borrow::Cow<'_, str> {
@@ -256,6 +254,8 @@ fn same_model(a: &str, b: &str) -> bool {
     tagged(a) == tagged(b)
 }
 
+/// Ollama answers an unknown model on `/api/chat` with 404 and a JSON error naming the model;
+/// an unknown route gives a plain-text 404 and stays an [`Error::Http`].
 fn not_found_to_model_error(err: Error, model: &str) -> Error {
     match err {
         Error::Http {

@@ -69,13 +69,14 @@ pub fn parse_jsonl(text: &str, origin: &str) -> Result<Vec<Task>> {
                 truncate_for_error(line, 200)
             ))
         })?;
-        if let Some(first) = lines_of.insert(row.task_id.clone(), number) {
+        let task = row.into_task().map_err(at)?;
+        if let Some(first) = lines_of.insert(task.id.clone(), number) {
             return Err(at(format!(
                 "task_id {:?} again (first on line {first})",
-                row.task_id
+                task.id
             )));
         }
-        tasks.push(row.into_task().map_err(at)?);
+        tasks.push(task);
     }
     if tasks.is_empty() {
         return Err(invalid(format!("{origin} holds no task")));
@@ -93,19 +94,27 @@ fn invalid(reason: String) -> Error {
 /// One row of a HumanEval-Rust or MultiPL-E JSONL file.
 #[derive(Debug, Deserialize)]
 struct Row {
-    #[serde(alias = "name")]
-    task_id: String,
+    #[serde(default)]
+    task_id: Option<String>,
+    /// MultiPL-E's name for `task_id`.
+    #[serde(default)]
+    name: Option<String>,
     prompt: String,
     #[serde(default)]
     entry_point: Option<String>,
-    #[serde(alias = "tests")]
-    test: String,
+    #[serde(default)]
+    test: Option<String>,
+    /// MultiPL-E's name for `test`.
+    #[serde(default)]
+    tests: Option<String>,
     #[serde(default)]
     canonical_solution: Option<String>,
 }
 
 impl Row {
     fn into_task(self) -> std::result::Result<Task, String> {
+        let id = self.task_id.or(self.name).ok_or("no task_id (or name)")?;
+        let test = self.test.or(self.tests).ok_or("no test (or tests)")?;
         let entry_point = match self.entry_point {
             Some(name) if !name.trim().is_empty() => name,
             _ => last_function(&self.prompt)
@@ -114,14 +123,14 @@ impl Row {
         if !defines_function(&self.prompt, &entry_point) {
             return Err(format!("the prompt does not open fn {entry_point}"));
         }
-        let hidden_tests = hidden_tests(&self.test)?;
+        let hidden_tests = hidden_tests(&test)?;
         let prompt = format!(
             "Complete this Rust function. Reply with one ```rust code block that contains the \
              complete function, including its signature.\n\n```rust\n{}\n```",
             self.prompt.trim_end()
         );
         Ok(Task {
-            id: self.task_id,
+            id,
             set: TaskSet::File,
             reference: self
                 .canonical_solution
@@ -257,6 +266,16 @@ mod tests {
                 .contains("::std::assert_eq!(inc(1), 2)")
         );
         assert_eq!(tasks[1].reference, None);
+        let both = r##"{"task_id":"x","name":"y","prompt":"fn f() {\n","test":"#[test] fn t() {}","tests":"}\nfn main() {}"}"##;
+        let task = parse_jsonl(both, "b.jsonl").unwrap().remove(0);
+        assert_eq!(task.id, "x", "task_id wins over name");
+        assert_eq!(
+            task.hidden_tests, "#[test] fn t() {}",
+            "test wins over tests"
+        );
+        let nameless = r##"{"prompt":"fn f() {","test":"#[test] fn t() {}"}"##;
+        let err = reason(parse_jsonl(nameless, "b.jsonl").unwrap_err());
+        assert_eq!(err, "b.jsonl line 1: no task_id (or name)");
         let err = reason(parse_jsonl("\n{\"task_id\":\"a\"}\n{oops", "t.jsonl").unwrap_err());
         assert!(err.starts_with("t.jsonl line 2: not a task row"), "{err}");
     }

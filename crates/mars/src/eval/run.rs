@@ -191,19 +191,22 @@ impl std::fmt::Debug for AnswerSource<'_> {
 }
 
 /// Reads recorded samples (JSONL of [`SampleRecord`]; only `task_id`, `strategy`, `sample` and
-/// `answer` are required). A bad line is an error naming it.
+/// `answer` are required). A bad line, or a second answer for one sample, is an error naming it.
 pub fn parse_replay(text: &str) -> Result<HashMap<SampleKey, SampleRecord>> {
     let mut rows = HashMap::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let row: SampleRecord = serde_json::from_str(line).map_err(|err| Error::Decode {
+        let bad = |reason: String| Error::Decode {
             line_number: index as u64 + 1,
             line: crate::error::truncate_for_error(line, 512),
-            reason: err.to_string(),
-        })?;
-        rows.insert(row.key(), row);
+            reason,
+        };
+        let row: SampleRecord = serde_json::from_str(line).map_err(|err| bad(err.to_string()))?;
+        if rows.insert(row.key(), row).is_some() {
+            return Err(bad("a second answer for the same sample".into()));
+        }
     }
     Ok(rows)
 }

@@ -217,6 +217,8 @@ async fn bad_task_and_answer_files_name_the_file_and_line() {
     );
     let answers_ok = dir.file("answers.jsonl", &seed_answers());
     let answers_bad = dir.file("bad-answers.jsonl", "{\"task_id\": \"prime_check\"\n");
+    let first = seed_answers().lines().next().unwrap().to_owned();
+    let answers_twice = dir.file("twice-answers.jsonl", &format!("{first}\n{first}\n"));
     let missing = dir.path("missing.jsonl");
     let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
         (
@@ -252,6 +254,12 @@ async fn bad_task_and_answer_files_name_the_file_and_line() {
         (
             vec!["--backend", "scripted", "--answers", &answers_bad],
             vec![format!("{answers_bad} line 1")],
+        ),
+        (
+            vec!["--backend", "scripted", "--answers", &answers_twice],
+            vec![format!(
+                "{answers_twice} line 2: a second answer for the same sample"
+            )],
         ),
         (
             vec!["--backend", "embedded", "--answers", &answers_ok],

@@ -362,6 +362,16 @@ async fn backends_are_checked_before_the_run() {
         2,
         &[&format!("the server at {closed}/v1 does not answer")],
     );
+    let output = command(&["--backend", "openai"])
+        .env("OPENAI_BASE_URL", format!("{closed}/v2"))
+        .output()
+        .await
+        .unwrap();
+    expect(
+        &output,
+        2,
+        &[&format!("the server at {closed}/v2 does not answer")],
+    );
     let output = command(&["--backend", "ollama"])
         .env("OLLAMA_HOST", &closed)
         .output()

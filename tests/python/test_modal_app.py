@@ -93,6 +93,17 @@ def test_modal_run_finds_the_app_and_entrypoint_in_the_script():
     assert modal_benchmark.run_benchmark is mb.run_benchmark
 
 
+def test_modal_cli_loads_the_script_and_lists_the_entrypoint_options():
+    # `modal run modal_benchmark.py --help` imports the script, finds the app and its one
+    # entry point, and answers without contacting Modal.
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    out = subprocess.run([sys.executable, "-m", "modal", "run", "modal_benchmark.py", "--help"],
+                         cwd=REPO_ROOT, env=clean, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for name in ("--models", "--strategies", "--max-tokens", "--gpu", "--timeout", "--output"):
+        assert name in out.stdout, name
+
+
 def test_modal_run_parses_the_entrypoint_options():
     command = _get_click_command_for_local_entrypoint(mb.app, mb.main)
     names = {p.name for p in command.params}

@@ -84,7 +84,7 @@ if mode == "fail":
     sys.exit(2)
 if mode == "hang":
     time.sleep(60)
-if mode in ("ok", "old-schema"):
+if mode in ("ok", "old-schema", "backend-failed"):
     fixture = json.load(open({fixture!r}))
     if mode == "old-schema":
         fixture["report"]["schema_version"] = 1
@@ -93,6 +93,9 @@ if mode in ("ok", "old-schema"):
     open(out["--markdown"], "w").write(fixture["markdown"])
     open(out["--svg"], "w").write(fixture["svg"])
 print("backend: fake")
+if mode in ("backend-failed", "backend-failed-silent"):
+    print("error: every sample of reread is a backend error", file=sys.stderr)
+    sys.exit(1)
 """
 
 FAKE_OLLAMA = """#!{python}
@@ -225,7 +228,8 @@ def test_embedded_models_come_from_the_volume(container):
 
 @pytest.mark.parametrize("mode,error", [
     ("fail", "the benchmark exited with status 2"),
-    ("silent", "the benchmark exited 0 but its output is unreadable"),
+    ("silent", "the benchmark exited with status 0 but its output is unreadable"),
+    ("backend-failed-silent", "the benchmark exited with status 1 but its output is unreadable"),
     ("hang", "the benchmark did not finish within 2 s"),
     ("old-schema", (f"the benchmark wrote report schema 1; this runner reads schema "
                     f"{REPORT_SCHEMA}")),
@@ -240,6 +244,21 @@ def test_a_run_that_fails_is_a_structured_failure(container, monkeypatch, tmp_pa
     assert result.error.startswith(error)
     if mode == "fail":
         assert "no such task file" in result.log_tail
+
+
+def test_a_run_whose_strategy_got_only_backend_errors_keeps_its_report(container, monkeypatch,
+                                                                      tmp_path):
+    # Exit status 1: the run completed and wrote its outputs, but every sample of some strategy
+    # is a backend error. The report is kept (the merge and the report's own recommendations
+    # say so); the binary's message is in the log.
+    monkeypatch.setenv("FAKE_MODE", "backend-failed")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = mb.run_binary(str(container["root"] / "repo" / mb.BINARY), job("embedded"),
+                           mb.run_options(), work, dict(os.environ), 60)
+    assert result.ok and result.error is None
+    assert result.report == json.loads(FIXTURE.read_text())["report"]
+    assert "every sample of reread is a backend error" in result.log_tail
 
 
 def test_a_missing_binary_is_a_structured_failure(tmp_path):

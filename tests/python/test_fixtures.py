@@ -13,7 +13,7 @@ import generate  # noqa: E402
 
 # What a replay decides; timings are recorded in the answers, error texts depend on rustc.
 STABLE = ("strategy", "pass", "pass_at_k", "verdicts", "mean_total_tokens", "latency_p50_ms",
-          "mean_calls", "passes_per_1k_tokens", "tokens_vs_baseline")
+          "mean_calls", "passes_per_1k_tokens", "tokens_vs_baseline", "vs_baseline")
 
 
 def test_fixtures_match_what_the_binary_makes_now(binary, tmp_path):
@@ -21,9 +21,10 @@ def test_fixtures_match_what_the_binary_makes_now(binary, tmp_path):
         work = tmp_path / name
         work.mkdir()
         fresh = generate.generate(binary, name, work)
-        assert fresh["ok"], fresh["error"] + fresh["log_tail"]
+        assert fresh.ok, (fresh.error or "") + fresh.log_tail
         committed = json.loads((FIXTURES / f"result-{name}.json").read_text())
-        now, then = fresh["report"], committed["report"]
+        now, then = fresh.report, committed["report"]
+        assert set(fresh.to_json()) == set(committed)
         assert set(now) == set(then)
         for key in ("schema_version", "config", "tasks", "backend"):
             assert now[key] == then[key], key

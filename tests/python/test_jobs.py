@@ -13,50 +13,63 @@ import pytest
 
 from conftest import REPO_ROOT
 
-import modal_benchmark as mb
+from mars_modal import app as modal_app
+from mars_modal import jobs as mb
+from mars_modal.records import REPORT_SCHEMA, RunOptions
 
 FIXTURE = REPO_ROOT / "tests/python/fixtures/result-strong.json"
 
 
 def test_model_specs_pick_the_backend():
-    jobs = mb.parse_models("tinyllama, qwen2.5-coder:1.5b,embedded,Small Model.Q4.gguf")
-    assert [(j["backend"], j["model"], j["gguf"]) for j in jobs] == [
+    jobs = mb.parse_models("tinyllama, qwen2.5-coder:1.5b,embedded,Small Model.Q4.gguf,"
+                           "embedded:qwen2.5-coder-1.5b,embedded:dir/m.gguf")
+    assert [(j.backend, j.model, j.gguf) for j in jobs] == [
         ("ollama", "tinyllama", None),
         ("ollama", "qwen2.5-coder:1.5b", None),
         ("embedded", None, None),
         ("embedded", None, "Small Model.Q4.gguf"),
+        ("embedded", "qwen2.5-coder-1.5b", None),
+        ("embedded", None, "dir/m.gguf"),
     ]
-    assert [j["slug"] for j in jobs] == ["tinyllama", "qwen2.5-coder-1.5b", "embedded",
-                                         "Small-Model.Q4.gguf"]
+    assert [j.slug for j in jobs] == ["tinyllama", "qwen2.5-coder-1.5b", "embedded",
+                                      "Small-Model.Q4.gguf", "embedded-qwen2.5-coder-1.5b",
+                                      "embedded-dir-m.gguf"]
     with pytest.raises(ValueError, match="listed twice"):
         mb.parse_models("tinyllama,tinyllama")
     with pytest.raises(ValueError, match="no model"):
         mb.parse_models(" , ")
+    with pytest.raises(ValueError, match="names no model"):
+        mb.parse_models("embedded:")
 
 
 def test_options_pass_only_what_was_given_and_carry_task_files(tmp_path):
     options = mb.run_options("baseline,reread", "ladder", samples=3, temperature=0.5)
-    assert options == {"args": ["--strategies", "baseline,reread", "--samples", "3",
-                                "--temperature", "0.5"], "tasks": "ladder", "tasks_jsonl": None}
-    assert mb.run_options()["args"] == []
+    assert options == RunOptions(("--strategies", "baseline,reread", "--samples", "3",
+                                  "--temperature", "0.5"), "ladder", None)
+    assert mb.run_options().args == ()
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text('{"task_id": "x"}\n')
-    assert mb.run_options(tasks=str(tasks))["tasks_jsonl"] == '{"task_id": "x"}\n'
+    assert mb.run_options(tasks=str(tasks)).tasks_jsonl == '{"task_id": "x"}\n'
     with pytest.raises(OSError):
         mb.run_options(tasks=str(tmp_path / "missing.jsonl"))
 
 
 def test_command_lines_per_backend(tmp_path):
-    ollama, embedded, gguf = mb.parse_models("qwen2.5-coder:1.5b,embedded,m.gguf")
+    ollama, embedded, gguf, preset = mb.parse_models(
+        "qwen2.5-coder:1.5b,embedded,m.gguf,embedded:smollm2-135m")
     options = mb.run_options("baseline", samples=1)
-    cmd = mb.benchmark_command("bench", ollama, options, tmp_path, "seed", None)
+    cmd = mb.benchmark_command("bench", ollama, options, tmp_path, "seed", ollama.model)
     assert cmd[:5] == ["bench", "--backend", "ollama", "--model", "qwen2.5-coder:1.5b"]
     assert cmd[cmd.index("--json") + 1] == str(tmp_path / "qwen2.5-coder-1.5b.json")
     assert "--quiet" in cmd and "--svg" in cmd and "--markdown" in cmd
-    assert mb.benchmark_command("bench", embedded, options, tmp_path, "seed", None)[:3] == [
-        "bench", "--backend", "embedded"]
+    # The binary's default model: no --model at all.
+    cmd = mb.benchmark_command("bench", embedded, options, tmp_path, "seed", None)
+    assert cmd[:4] == ["bench", "--backend", "embedded", "--tasks"]
     cmd = mb.benchmark_command("bench", gguf, options, tmp_path, "seed", "/models/gguf/m.gguf")
-    assert cmd[3:5] == ["--model-path", "/models/gguf/m.gguf"]
+    assert cmd[1:5] == ["--backend", "embedded", "--model", "/models/gguf/m.gguf"]
+    cmd = mb.benchmark_command("bench", preset, options, tmp_path, "seed", preset.model)
+    assert cmd[1:5] == ["--backend", "embedded", "--model", "smollm2-135m"]
+    assert "--model-path" not in cmd
 
 
 FAKE_BENCH = """#!{python}
@@ -71,13 +84,18 @@ if mode == "fail":
     sys.exit(2)
 if mode == "hang":
     time.sleep(60)
-if mode == "ok":
+if mode in ("ok", "old-schema", "backend-failed"):
     fixture = json.load(open({fixture!r}))
+    if mode == "old-schema":
+        fixture["report"]["schema_version"] = 1
     out = {{flag: args[args.index(flag) + 1] for flag in ("--json", "--markdown", "--svg")}}
     open(out["--json"], "w").write(json.dumps(fixture["report"]))
     open(out["--markdown"], "w").write(fixture["markdown"])
     open(out["--svg"], "w").write(fixture["svg"])
 print("backend: fake")
+if mode in ("backend-failed", "backend-failed-silent"):
+    print("error: every sample of reread is a backend error", file=sys.stderr)
+    sys.exit(1)
 """
 
 FAKE_OLLAMA = """#!{python}
@@ -134,11 +152,11 @@ def container(tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(mb, "REMOTE_REPO", str(repo))
-    monkeypatch.setattr(mb, "OLLAMA_HOST", f"127.0.0.1:{port}")
-    monkeypatch.setattr(mb, "VOLUME_PATH", str(tmp_path / "volume"))
+    monkeypatch.setattr(modal_app, "REMOTE_REPO", str(repo))
+    monkeypatch.setattr(modal_app, "OLLAMA_HOST", f"127.0.0.1:{port}")
+    monkeypatch.setattr(modal_app, "VOLUME_PATH", str(tmp_path / "volume"))
     volume = Volume()
-    monkeypatch.setattr(mb, "models_volume", volume)
+    monkeypatch.setattr(modal_app, "models_volume", volume)
     record = tmp_path / "record.jsonl"
     def calls():
         return [json.loads(line) for line in record.read_text().splitlines()]
@@ -146,19 +164,23 @@ def container(tmp_path, monkeypatch):
     return {"volume": volume, "calls": calls, "port": port, "root": tmp_path}
 
 
-def job(spec: str) -> dict:
+def job(spec: str):
     (j,) = mb.parse_models(spec)
-    return {**j, "timeout_s": 600}
+    return j
+
+
+def in_container(spec: str, options=None):
+    return modal_app.run_in_container(job(spec), options or mb.run_options(), 600)
 
 
 def test_container_serves_pulls_and_runs_ollama_models(container):
     options = mb.run_options("baseline", samples=1)
-    result = mb.run_in_container(job("tinyllama"), options)
-    assert result["ok"], result
-    assert result["report"] == json.loads(FIXTURE.read_text())["report"]
-    assert result["ollama_version"] == "0.0-fake"
-    assert "100% GPU" in result["ollama_ps"]
-    assert result["setup_s"] >= 0 and result["wall_s"] >= 0
+    result = in_container("tinyllama", options)
+    assert result.ok, result
+    assert result.report == json.loads(FIXTURE.read_text())["report"]
+    assert result.ollama_version == "0.0-fake"
+    assert "100% GPU" in result.ollama_ps
+    assert result.setup_s >= 0 and result.wall_s >= 0
     assert container["volume"].commits == 1
     (call,) = container["calls"]()
     assert call["argv"][:4] == ["--backend", "ollama", "--model", "tinyllama"]
@@ -168,41 +190,49 @@ def test_container_serves_pulls_and_runs_ollama_models(container):
 
 
 def test_a_failed_pull_is_reported_with_its_output(container):
-    result = mb.run_in_container(job("no-such-model"), mb.run_options())
-    assert not result["ok"]
-    assert result["error"] == "ollama pull no-such-model failed (status 1)"
-    assert "file does not exist" in result["log_tail"]
+    result = in_container("no-such-model")
+    assert not result.ok
+    assert result.error == "ollama pull no-such-model failed (status 1)"
+    assert "file does not exist" in result.log_tail
     assert container["volume"].commits == 0
 
 
 def test_a_server_that_dies_is_reported_with_its_log(container, monkeypatch):
     monkeypatch.setenv("FAKE_OLLAMA", "dead")
-    result = mb.run_in_container(job("tinyllama"), mb.run_options())
-    assert not result["ok"]
-    assert "did not answer /api/version" in result["error"]
-    assert "address already in use" in result["log_tail"]
+    result = in_container("tinyllama")
+    assert not result.ok
+    assert "did not answer /api/version" in result.error
+    assert "address already in use" in result.log_tail
 
 
 def test_embedded_models_come_from_the_volume(container):
-    missing = mb.run_in_container(job("small.gguf"), mb.run_options())
-    assert not missing["ok"]
-    assert "modal volume put mars-models small.gguf gguf/small.gguf" in missing["error"]
+    missing = in_container("small.gguf")
+    assert not missing.ok
+    assert "modal volume put mars-models small.gguf gguf/small.gguf" in missing.error
     gguf = container["root"] / "volume/gguf/small.gguf"
     gguf.parent.mkdir(parents=True)
     gguf.write_bytes(b"GGUF")
-    assert mb.run_in_container(job("small.gguf"), mb.run_options())["ok"]
-    assert mb.run_in_container(job("embedded"), mb.run_options())["ok"]
-    with_path, default = container["calls"]()
-    assert with_path["argv"][:4] == ["--backend", "embedded", "--model-path", str(gguf)]
-    # The default model is fetched into (and later read from) the volume.
-    assert default["XDG_CACHE_HOME"] == str(container["root"] / "volume/cache")
-    assert container["volume"].commits == 2
+    assert in_container("small.gguf").ok
+    assert in_container("embedded").ok
+    assert in_container("embedded:qwen2.5-coder-1.5b").ok
+    with_path, default, preset = container["calls"]()
+    assert with_path["argv"][:4] == ["--backend", "embedded", "--model", str(gguf)]
+    assert default["argv"][:3] == ["--backend", "embedded", "--tasks"]
+    assert preset["argv"][:4] == ["--backend", "embedded", "--model", "qwen2.5-coder-1.5b"]
+    # The default model and the presets are fetched into (and later read from) the volume.
+    cache = str(container["root"] / "volume/cache")
+    assert default["XDG_CACHE_HOME"] == cache and preset["XDG_CACHE_HOME"] == cache
+    assert with_path["XDG_CACHE_HOME"] != cache
+    assert container["volume"].commits == 3
 
 
 @pytest.mark.parametrize("mode,error", [
     ("fail", "the benchmark exited with status 2"),
-    ("silent", "the benchmark exited 0 but its output is unreadable"),
+    ("silent", "the benchmark exited with status 0 but its output is unreadable"),
+    ("backend-failed-silent", "the benchmark exited with status 1 but its output is unreadable"),
     ("hang", "the benchmark did not finish within 2 s"),
+    ("old-schema", (f"the benchmark wrote report schema 1; this runner reads schema "
+                    f"{REPORT_SCHEMA}")),
 ])
 def test_a_run_that_fails_is_a_structured_failure(container, monkeypatch, tmp_path, mode, error):
     monkeypatch.setenv("FAKE_MODE", mode)
@@ -210,14 +240,29 @@ def test_a_run_that_fails_is_a_structured_failure(container, monkeypatch, tmp_pa
     work.mkdir()
     result = mb.run_binary(str(container["root"] / "repo" / mb.BINARY), job("embedded"),
                            mb.run_options(), work, dict(os.environ), 2)
-    assert not result["ok"]
-    assert result["error"].startswith(error)
+    assert not result.ok
+    assert result.error.startswith(error)
     if mode == "fail":
-        assert "no such task file" in result["log_tail"]
+        assert "no such task file" in result.log_tail
+
+
+def test_a_run_whose_strategy_got_only_backend_errors_keeps_its_report(container, monkeypatch,
+                                                                      tmp_path):
+    # Exit status 1: the run completed and wrote its outputs, but every sample of some strategy
+    # is a backend error. The report is kept (the merge and the report's own recommendations
+    # say so); the binary's message is in the log.
+    monkeypatch.setenv("FAKE_MODE", "backend-failed")
+    work = tmp_path / "work"
+    work.mkdir()
+    result = mb.run_binary(str(container["root"] / "repo" / mb.BINARY), job("embedded"),
+                           mb.run_options(), work, dict(os.environ), 60)
+    assert result.ok and result.error is None
+    assert result.report == json.loads(FIXTURE.read_text())["report"]
+    assert "every sample of reread is a backend error" in result.log_tail
 
 
 def test_a_missing_binary_is_a_structured_failure(tmp_path):
     result = mb.run_binary(str(tmp_path / "nope"), job("embedded"), mb.run_options(), tmp_path,
                            dict(os.environ), 5)
-    assert not result["ok"]
-    assert result["error"].startswith("could not start the benchmark binary")
+    assert not result.ok
+    assert result.error.startswith("could not start the benchmark binary")

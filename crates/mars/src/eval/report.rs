@@ -12,7 +12,7 @@ use crate::eval::tasks::Task;
 use crate::strategies::StrategySpec;
 
 /// Version of the report's JSON schema; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Which backend answered, and why it was chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,31 @@ pub struct BackendInfo {
     pub model: String,
     /// Why this backend was used.
     pub reason: String,
+}
+
+/// Where a strategy's pass rate stands against baseline's in the same run, by their 95% intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VsBaseline {
+    /// Its interval lies entirely above baseline's.
+    Better,
+    /// Its interval lies entirely below baseline's.
+    Worse,
+    /// The intervals overlap: the samples cannot rank the two.
+    Overlapping,
+}
+
+impl VsBaseline {
+    /// How `pass` compares with `baseline` ([`Proportion::beats`] both ways).
+    pub fn of(pass: &Proportion, baseline: &Proportion) -> Self {
+        if pass.beats(baseline) {
+            VsBaseline::Better
+        } else if baseline.beats(pass) {
+            VsBaseline::Worse
+        } else {
+            VsBaseline::Overlapping
+        }
+    }
 }
 
 /// pass@k for one k.
@@ -67,6 +92,9 @@ pub struct StrategySummary {
     pub tokens_vs_baseline: Option<f64>,
     /// Median latency relative to baseline in the same run.
     pub wall_vs_baseline: Option<f64>,
+    /// Pass rate against baseline's in the same run, beyond the 95% intervals; `None` for
+    /// baseline itself and when baseline was not run.
+    pub vs_baseline: Option<VsBaseline>,
 }
 
 /// Aggregates of one (strategy, task) cell.
@@ -216,6 +244,8 @@ impl Report {
             for s in &mut strategies {
                 s.tokens_vs_baseline = ratio(s.mean_total_tokens, base.mean_total_tokens);
                 s.wall_vs_baseline = ratio(s.latency_p50_ms, base.latency_p50_ms);
+                s.vs_baseline =
+                    (!s.strategy.is_baseline()).then(|| VsBaseline::of(&s.pass, &base.pass));
             }
         }
         let recommendations = recommend(&strategies, &samples);
@@ -276,6 +306,7 @@ fn summarise(
         passes_per_1k_tokens,
         tokens_vs_baseline: None,
         wall_vs_baseline: None,
+        vs_baseline: None,
     }
 }
 
@@ -397,7 +428,7 @@ pub fn recommend(strategies: &[StrategySummary], samples: &[SampleRecord]) -> Ve
         Some(base) => {
             let winners: Vec<&StrategySummary> = strategies
                 .iter()
-                .filter(|s| !s.strategy.is_baseline() && s.pass.beats(&base.pass))
+                .filter(|s| s.vs_baseline == Some(VsBaseline::Better))
                 .collect();
             if winners.is_empty() {
                 out.push(format!(
@@ -508,6 +539,9 @@ mod tests {
         let reread = &report.strategies[1];
         assert_eq!(reread.tokens_vs_baseline, Some(2.0));
         assert_eq!(reread.wall_vs_baseline, Some(1.0));
+        // 4/4 against 1/4: the intervals [51%, 100%] and [5%, 70%] overlap.
+        assert_eq!(reread.vs_baseline, Some(VsBaseline::Overlapping));
+        assert_eq!(base.vs_baseline, None);
         assert_eq!(reread.pass.successes, 4);
         // Samples come back ordered by strategy, task, sample.
         let order: Vec<_> = report
@@ -533,6 +567,22 @@ mod tests {
     }
 
     #[test]
+    fn vs_baseline_follows_the_intervals_both_ways() {
+        let cases = [
+            ((95, 100), (40, 100), VsBaseline::Better),
+            ((10, 100), (30, 100), VsBaseline::Worse),
+            ((4, 4), (1, 4), VsBaseline::Overlapping),
+            ((0, 0), (0, 10), VsBaseline::Overlapping),
+        ];
+        for ((s, n), (bs, bn), expected) in cases {
+            let got = VsBaseline::of(&Proportion::wilson(s, n), &Proportion::wilson(bs, bn));
+            assert_eq!(got, expected, "{s}/{n} against {bs}/{bn}");
+        }
+        let json = serde_json::to_string(&[VsBaseline::Better, VsBaseline::Overlapping]).unwrap();
+        assert_eq!(json, r#"["better","overlapping"]"#);
+    }
+
+    #[test]
     fn all_failing_runs_say_so() {
         let summary = StrategySummary {
             strategy: StrategySpec::single(StrategyName::Baseline),
@@ -550,6 +600,7 @@ mod tests {
             passes_per_1k_tokens: None,
             tokens_vs_baseline: None,
             wall_vs_baseline: None,
+            vs_baseline: None,
         };
         let mut compile_errors = summary.clone();
         compile_errors.verdicts.insert(Verdict::CompileError, 4);

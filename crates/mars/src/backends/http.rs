@@ -78,16 +78,23 @@ pub(crate) fn checked_base_url(base_url: &str) -> Result<String> {
     Ok(base)
 }
 
+/// One entry of the `messages` array shared by Ollama's and the OpenAI chat APIs.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct WireMessage<'a> {
+    pub role: &'a str,
+    pub content: &'a str,
+}
+
 /// The `messages` array shared by Ollama's and the OpenAI chat APIs: the system prompt first.
-pub(crate) fn wire_messages(request: &ChatRequest) -> Vec<serde_json::Value> {
-    let system = request
-        .system
-        .iter()
-        .map(|system| serde_json::json!({"role": "system", "content": system}));
-    let rest = request
-        .messages
-        .iter()
-        .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}));
+pub(crate) fn wire_messages(request: &ChatRequest) -> Vec<WireMessage<'_>> {
+    let system = request.system.iter().map(|system| WireMessage {
+        role: "system",
+        content: system,
+    });
+    let rest = request.messages.iter().map(|m| WireMessage {
+        role: m.role.as_str(),
+        content: &m.content,
+    });
     system.chain(rest).collect()
 }
 

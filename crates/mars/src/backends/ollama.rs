@@ -4,11 +4,11 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::backends::framing::LineDecoder;
 use crate::backends::http::{
-    HttpOptions, Transport, WireDecoder, checked_base_url, event_stream, wire_messages,
+    HttpOptions, Transport, WireDecoder, WireMessage, checked_base_url, event_stream, wire_messages,
 };
 use crate::client::{
     ChatRequest, EventStream, Finish, FinishReason, ModelClient, SamplingOptions, StreamEvent,
@@ -189,45 +189,64 @@ impl OllamaClient {
 
     /// The JSON body sent for `request`.
     pub fn request_body(&self, request: &ChatRequest) -> Value {
-        let messages = wire_messages(request);
-        let mut body = json!({
-            "model": self.config.model,
-            "messages": messages,
-            "stream": true,
-        });
-        let options = ollama_options(&request.options);
-        if !options.is_empty() {
-            body["options"] = Value::Object(options);
-        }
-        if let Some(keep_alive) = &self.config.keep_alive {
-            body["keep_alive"] = json!(keep_alive);
-        }
-        body
+        let body = ChatBody {
+            model: &self.config.model,
+            messages: wire_messages(request),
+            stream: true,
+            options: WireOptions::from(&request.options),
+            keep_alive: self.config.keep_alive.as_deref(),
+        };
+        // A struct of strings, numbers and lists always serialises; `Null` is never sent.
+        serde_json::to_value(body).unwrap_or(Value::Null)
     }
 }
 
-/// Maps provider-neutral options to Ollama's `options` object.
-fn ollama_options(options: &SamplingOptions) -> Map<String, Value> {
-    let mut map = Map::new();
-    if let Some(t) = options.temperature {
-        map.insert("temperature".into(), json!(t));
+/// The body of `/api/chat`, with the API's field names.
+#[derive(Debug, Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "WireOptions::is_empty")]
+    options: WireOptions<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_alive: Option<&'a str>,
+}
+
+/// Provider-neutral options under Ollama's names (`max_tokens` is `num_predict`).
+#[derive(Debug, Default, PartialEq, Serialize)]
+struct WireOptions<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    num_predict: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+}
+
+impl WireOptions<'_> {
+    fn is_empty(&self) -> bool {
+        *self == WireOptions::default()
     }
-    if let Some(p) = options.top_p {
-        map.insert("top_p".into(), json!(p));
+}
+
+impl<'a> From<&'a SamplingOptions> for WireOptions<'a> {
+    fn from(options: &'a SamplingOptions) -> Self {
+        WireOptions {
+            temperature: options.temperature,
+            top_p: options.top_p,
+            top_k: options.top_k,
+            seed: options.seed,
+            num_predict: options.max_tokens,
+            stop: &options.stop,
+        }
     }
-    if let Some(k) = options.top_k {
-        map.insert("top_k".into(), json!(k));
-    }
-    if let Some(seed) = options.seed {
-        map.insert("seed".into(), json!(seed));
-    }
-    if let Some(n) = options.max_tokens {
-        map.insert("num_predict".into(), json!(n));
-    }
-    if !options.stop.is_empty() {
-        map.insert("stop".into(), json!(options.stop));
-    }
-    map
 }
 
 impl ModelClient for OllamaClient {
@@ -385,6 +404,7 @@ impl OllamaDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn decode(body: &str) -> Result<Vec<StreamEvent>> {
         let mut decoder = OllamaDecoder::default();
@@ -419,13 +439,15 @@ mod tests {
             max_tokens: Some(64),
             stop: vec!["```".into()],
         };
-        let map = ollama_options(&options);
+        let map = serde_json::to_value(WireOptions::from(&options)).unwrap();
         assert_eq!(map["num_predict"], json!(64));
         assert_eq!(map["seed"], json!(7));
         assert_eq!(map["top_k"], json!(40));
         assert_eq!(map["stop"], json!(["```"]));
-        assert!(!map.contains_key("max_tokens"));
-        assert!(ollama_options(&SamplingOptions::default()).is_empty());
+        assert!(map.get("max_tokens").is_none());
+        assert!(WireOptions::from(&SamplingOptions::default()).is_empty());
+        let none = serde_json::to_value(WireOptions::from(&SamplingOptions::default())).unwrap();
+        assert_eq!(none, json!({}));
     }
 
     #[test]

@@ -4,12 +4,12 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::backends::framing::{SseDecoder, SseEvent};
 use crate::backends::http::{
-    HttpOptions, Transport, WireDecoder, checked_base_url, event_stream, wire_messages,
+    HttpOptions, Transport, WireDecoder, WireMessage, checked_base_url, event_stream, wire_messages,
 };
 use crate::client::{
     ChatRequest, EventStream, Finish, FinishReason, ModelClient, StreamEvent, Usage,
@@ -101,38 +101,60 @@ impl OpenAiClient {
         &self.config
     }
 
-    /// The JSON body sent for `request`.
+    /// The JSON body sent for `request`: [`OpenAiConfig::extra_body`]'s keys added to (or
+    /// replacing) the typed fields.
     pub fn request_body(&self, request: &ChatRequest) -> Value {
-        let messages = wire_messages(request);
-        let mut body = Map::new();
-        body.insert("model".into(), json!(self.config.model));
-        body.insert("messages".into(), Value::Array(messages));
-        body.insert("stream".into(), json!(true));
-        body.insert("stream_options".into(), json!({"include_usage": true}));
         let options = &request.options;
-        if let Some(t) = options.temperature {
-            body.insert("temperature".into(), json!(t));
+        let body = ChatBody {
+            model: &self.config.model,
+            messages: wire_messages(request),
+            stream: true,
+            stream_options: StreamOptions {
+                include_usage: true,
+            },
+            temperature: options.temperature,
+            top_p: options.top_p,
+            top_k: options.top_k,
+            seed: options.seed,
+            max_tokens: options.max_tokens,
+            stop: &options.stop,
+        };
+        // A struct of strings, numbers and lists always serialises; `Null` is never sent.
+        let mut body = serde_json::to_value(body).unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut body {
+            for (key, value) in &self.config.extra_body {
+                fields.insert(key.clone(), value.clone());
+            }
         }
-        if let Some(p) = options.top_p {
-            body.insert("top_p".into(), json!(p));
-        }
-        if let Some(k) = options.top_k {
-            body.insert("top_k".into(), json!(k));
-        }
-        if let Some(seed) = options.seed {
-            body.insert("seed".into(), json!(seed));
-        }
-        if let Some(n) = options.max_tokens {
-            body.insert("max_tokens".into(), json!(n));
-        }
-        if !options.stop.is_empty() {
-            body.insert("stop".into(), json!(options.stop));
-        }
-        for (key, value) in &self.config.extra_body {
-            body.insert(key.clone(), value.clone());
-        }
-        Value::Object(body)
+        body
     }
+}
+
+/// The body of `/v1/chat/completions`, with the API's field names.
+#[derive(Debug, Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+}
+
+/// `stream_options`: usage in the last chunk.
+#[derive(Debug, Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 impl ModelClient for OpenAiClient {
@@ -301,6 +323,7 @@ impl WireDecoder for OpenAiDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn decode(body: &str) -> Result<Vec<StreamEvent>> {
         let mut decoder = OpenAiDecoder::default();

@@ -74,7 +74,7 @@ impl Default for BestOfNConfig {
 impl BestOfNConfig {
     /// The sampling options of each candidate for a request with options `base`: `base`, its
     /// temperature filled in from [`temperature`](Self::temperature) when it has none, and the
-    /// seed from [`derive_seeds`] (its base is `base.seed`, or [`base_seed`](Self::base_seed)
+    /// seed from [`derive_seeds`](super::sampling::derive_seeds) (its base is `base.seed`, or [`base_seed`](Self::base_seed)
     /// when the request has none).
     pub fn samples(&self, base: &SamplingOptions) -> Vec<SamplingOptions> {
         seeded_samples(base, self.temperature, self.base_seed, self.n)
@@ -89,7 +89,7 @@ impl BestOfNConfig {
 }
 
 /// Best-of-n sampling with a pluggable selector (see the [module docs](self)); `new` fails with
-/// [`Error::InvalidConfig`] when `n` is 0 or a temperature, the judge instruction or its token
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when `n` is 0 or a temperature, the judge instruction or its token
 /// limit is invalid.
 pub type BestOfN<C> = StrategyClient<BestOfNConfig, C>;
 
@@ -110,7 +110,6 @@ impl Algorithm for BestOfNConfig {
     async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
         let samples = self.samples(&request.options);
         let mut candidates = calls.candidates(request.clone(), samples).await?;
-        calls.ensure_survivor(&candidates)?;
         let judge_usage = calls
             .score(&request, &self.selector, self.base_seed, &mut candidates)
             .await?;

@@ -104,8 +104,9 @@ impl<'a> Calls<'a> {
     }
 
     /// Samples `request` once per entry of `samples` through one
-    /// [`ModelClient::complete_batch`] call; failures follow the policy. The candidates' scores
-    /// are left [`Score::Unscored`](super::Score::Unscored) for the caller to fill in.
+    /// [`ModelClient::complete_batch`] call; failures follow the policy, and
+    /// [`Error::AllCandidatesFailed`] when none is left. The candidates' scores are left
+    /// [`Score::Unscored`](super::Score::Unscored) for the caller to fill in.
     pub(crate) async fn candidates(
         &self,
         request: ChatRequest,

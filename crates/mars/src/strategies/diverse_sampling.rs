@@ -142,14 +142,13 @@ impl Algorithm for DiverseSamplingConfig {
     async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
         let samples = self.samples(&request.options);
         let mut candidates = calls.candidates(request, samples).await?;
-        calls.ensure_survivor(&candidates)?;
         let keys: Vec<Option<String>> = candidates
             .iter()
             .map(|c| c.dropped.is_none().then(|| self.answer_key.key(&c.text)))
             .collect();
         let key_refs: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
         let Some(tally) = majority(&key_refs) else {
-            // `ensure_survivor` above left at least one voter; kept as an error, not a panic.
+            // `candidates` left at least one voter; kept as an error, not a panic.
             let first_error = "no candidate was left to vote".to_owned();
             return Err(calls.all_failed(candidates.len(), first_error));
         };

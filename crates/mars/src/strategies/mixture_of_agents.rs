@@ -53,7 +53,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::calls::{CallPolicy, Calls};
-use super::request::{fill_temperature, rewrite_last_user_message};
+use super::request::{fill_temperature, question, rewrite_last_user_message};
 use super::sampling::{DEFAULT_BASE_SEED, check_count, check_temperature, seeded_samples};
 use super::trace::{Candidate, FailurePolicy, Outcome, Step};
 use super::wrapper::{Algorithm, Configured, StrategyClient};
@@ -120,7 +120,7 @@ impl Default for MixtureOfAgentsConfig {
 impl MixtureOfAgentsConfig {
     /// The sampling options of `count` proposals for a request with options `base`: `base`, its
     /// temperature filled in from [`temperature`](Self::temperature) when it has none, and the
-    /// seed from [`derive_seeds`] (its base
+    /// seed from [`derive_seeds`](super::sampling::derive_seeds) (its base
     /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
     pub fn proposal_options(&self, base: &SamplingOptions, count: usize) -> Vec<SamplingOptions> {
         seeded_samples(base, self.temperature, self.base_seed, count)
@@ -213,14 +213,7 @@ impl Algorithm for MixtureOfAgentsConfig {
 
     /// Gathers the proposals, synthesises them, and returns the trace.
     async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
-        let Some(question) = request.last_user_message().map(str::to_owned) else {
-            return Err(Error::Unsupported {
-                detail: format!(
-                    "{} needs a user message to answer, and the request has none",
-                    Self::NAME
-                ),
-            });
-        };
+        let question = question(&request, Self::NAME)?;
         let mut candidates = self.propose(calls, &request).await?;
         calls.ensure_survivor(&candidates)?;
         let count = candidates.len();

@@ -1,9 +1,9 @@
 use super::*;
 use crate::Error;
 use crate::client::ModelClient;
-use crate::client::{ModelClientExt, Role, Usage};
+use crate::client::{ModelClientExt, Role};
 use crate::strategies::sampling::derive_seeds;
-use crate::strategies::test_support::{self, options};
+use crate::strategies::test_support::{self, options, positions, tokens};
 use crate::{ScriptedClient, Turn};
 
 fn config(n: usize) -> MixtureOfAgentsConfig {
@@ -18,14 +18,6 @@ fn conversation() -> ChatRequest {
     test_support::conversation("You are terse.", "Write add", options(0.3, 7, 256))
 }
 
-fn tokens(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: Some(prompt),
-        completion_tokens: Some(completion),
-        ..Usage::default()
-    }
-}
-
 #[test]
 fn aggregate_prompt_numbers_every_proposal_after_the_question() {
     let prompt = aggregate_prompt("Write add", &["fn a() {}\n", "  fn b() {}", "fn c() {}"]);
@@ -35,14 +27,7 @@ fn aggregate_prompt_numbers_every_proposal_after_the_question() {
         "--- Answer 2 ---\nfn b() {}\n",
         "--- Answer 3 ---\nfn c() {}\n",
     ];
-    let positions: Vec<usize> = parts
-        .iter()
-        .map(|part| {
-            prompt
-                .find(part)
-                .unwrap_or_else(|| panic!("{part:?} in {prompt}"))
-        })
-        .collect();
+    let positions = positions(&prompt, &parts);
     assert!(question < positions[0] && positions[0] < positions[1] && positions[1] < positions[2]);
     assert!(!prompt.contains("Answer 4"));
     assert!(prompt.contains("one final answer"));

@@ -29,6 +29,17 @@ pub(crate) fn rewrite_last_user_message(
     Ok(request)
 }
 
+/// The last user message of `request`: the question a strategy answers; [`Error::Unsupported`]
+/// naming `strategy` when there is none.
+pub(crate) fn question(request: &ChatRequest, strategy: &str) -> Result<String> {
+    request
+        .last_user_message()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Unsupported {
+            detail: format!("{strategy} needs a user message to answer, and the request has none"),
+        })
+}
+
 /// `request` with `extra` appended to its system prompt (after a blank line), or as the system
 /// prompt when there is none: the caller's instructions are kept, never replaced.
 pub(crate) fn append_to_system(request: ChatRequest, extra: &str) -> ChatRequest {

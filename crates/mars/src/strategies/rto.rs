@@ -44,13 +44,13 @@
 //! ```
 
 use super::calls::Calls;
-use super::request::{fill_temperature, rewrite_last_user_message};
+use super::request::{fill_temperature, question, rewrite_last_user_message};
 use super::sampling::check_temperature;
 use super::trace::{Candidate, Outcome};
 use super::wrapper::{Algorithm, Configured, StrategyClient};
 use crate::client::{ChatRequest, Message};
 use crate::code::{CodeSource, ExtractedCode, fenced_blocks, normalize_code};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The follow-up instruction that asks for a description of the first code.
 pub const DESCRIBE_INSTRUCTION: &str = "Describe the code you just wrote as an instruction \
@@ -175,7 +175,7 @@ fn round_trip_note(
 }
 
 /// Round-trip optimisation over an inner client (see the [module docs](self)); `new` fails with
-/// [`Error::InvalidConfig`] when the temperature is invalid.
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when the temperature is invalid.
 pub type RoundTrip<C> = StrategyClient<RoundTripConfig, C>;
 
 impl Algorithm for RoundTripConfig {
@@ -187,14 +187,7 @@ impl Algorithm for RoundTripConfig {
 
     /// Writes, describes, rewrites and (when the codes differ) reconciles; returns the trace.
     async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
-        let Some(question) = request.last_user_message().map(str::to_owned) else {
-            return Err(Error::Unsupported {
-                detail: format!(
-                    "{} needs a user message to answer, and the request has none",
-                    Self::NAME
-                ),
-            });
-        };
+        let question = question(&request, Self::NAME)?;
         let options = fill_temperature(&request.options, self.temperature);
         let request = request.with_options(options.clone());
 

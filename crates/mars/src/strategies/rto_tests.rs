@@ -1,7 +1,7 @@
 use super::*;
 use crate::Error;
-use crate::client::{ModelClientExt, SamplingOptions, Usage};
-use crate::strategies::test_support::{self, options};
+use crate::client::{ModelClientExt, SamplingOptions};
+use crate::strategies::test_support::{self, options, positions, tokens};
 use crate::{ScriptedClient, Turn};
 
 const C1: &str = "Here you go:\n```rust\nfn add(a: i32, b: i32) -> i32 { a + b }\n```\nDone.";
@@ -69,14 +69,8 @@ fn agreement_ignores_layout_and_comments_but_not_code() {
 #[test]
 fn prompts_carry_what_the_model_needs() {
     let prompt = synthesis_prompt("Write add", "fn a() {}", "fn b() {}");
-    let positions: Vec<usize> = ["Write add", "```\nfn a() {}\n```", "```\nfn b() {}\n```"]
-        .iter()
-        .map(|part| {
-            prompt
-                .find(part)
-                .unwrap_or_else(|| panic!("{part:?} in {prompt}"))
-        })
-        .collect();
+    let parts = ["Write add", "```\nfn a() {}\n```", "```\nfn b() {}\n```"];
+    let positions = positions(&prompt, &parts);
     assert!(positions[0] < positions[1] && positions[1] < positions[2]);
     assert!(prompt.contains("Reply with the code only"));
 
@@ -182,14 +176,6 @@ async fn disagreement_adds_a_synthesis_that_answers() {
         )
     );
     assert_eq!(synthesis.options, expected_options());
-}
-
-fn tokens(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: Some(prompt),
-        completion_tokens: Some(completion),
-        ..Usage::default()
-    }
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 //! with a verifier, filtered as in AlphaCode (Li et al. 2022) before the vote.
 //!
 //! Algorithm: the request is sampled k times at one temperature with distinct seeds derived from
-//! the request's seed, all through one [`ModelClient::complete_batch`] call. Each answer is
+//! the request's seed, all through one [`ModelClient::complete_batch`](crate::ModelClient::complete_batch) call. Each answer is
 //! reduced to its final answer ([`AnswerKey::FinalAnswer`]: the `\boxed{}` value, else the
 //! normalised code of its first fenced block, else what follows "the answer is", else the last
 //! line) and the most common final answer wins, ties going to the earliest sample, whose full
@@ -88,7 +88,7 @@ impl Default for SelfConsistencyConfig {
 
 impl SelfConsistencyConfig {
     /// The sampling options of each sample for a request with options `base`: `base` with
-    /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`] (its base
+    /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`](super::sampling::derive_seeds) (its base
     /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
     pub fn samples(&self, base: &SamplingOptions) -> Vec<SamplingOptions> {
         seeded_samples(base, self.temperature, self.base_seed, self.n)
@@ -117,7 +117,7 @@ pub fn top_scored(scores: &[Option<Option<f64>>]) -> Vec<bool> {
 }
 
 /// Self-consistency over an inner client (see the [module docs](self)); `new` fails with
-/// [`Error::InvalidConfig`] when `n` is 0 or the temperature is invalid.
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when `n` is 0 or the temperature is invalid.
 pub type SelfConsistency<C> = StrategyClient<SelfConsistencyConfig, C>;
 
 impl Algorithm for SelfConsistencyConfig {
@@ -137,7 +137,6 @@ impl Algorithm for SelfConsistencyConfig {
     async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
         let samples = self.samples(&request.options);
         let mut candidates = calls.candidates(request.clone(), samples).await?;
-        calls.ensure_survivor(&candidates)?;
         let keys: Vec<Option<String>> = candidates
             .iter()
             .map(|c| c.dropped.is_none().then(|| self.answer_key.key(&c.text)))
@@ -155,7 +154,7 @@ impl Algorithm for SelfConsistencyConfig {
             None => keys.iter().map(Option::as_deref).collect(),
         };
         let Some(tally) = majority(&voters) else {
-            // `ensure_survivor` above left at least one voter, and the top score is someone's;
+            // `candidates` left at least one voter, and the top score is someone's;
             // kept as an error, not a panic.
             let first_error = "no candidate was left to vote".to_owned();
             return Err(calls.all_failed(candidates.len(), first_error));

@@ -40,3 +40,23 @@ pub(crate) fn usage(prompt: u64, completion: u64) -> Usage {
         ..Usage::default()
     }
 }
+
+/// Token counts of a reply, without a call count (the scripted client counts the call).
+pub(crate) fn tokens(prompt: u64, completion: u64) -> Usage {
+    Usage {
+        prompt_tokens: Some(prompt),
+        completion_tokens: Some(completion),
+        ..Usage::default()
+    }
+}
+
+/// Where each of `parts` starts in `text`; panics naming the part that is missing.
+pub(crate) fn positions(text: &str, parts: &[&str]) -> Vec<usize> {
+    parts
+        .iter()
+        .map(|part| {
+            text.find(part)
+                .unwrap_or_else(|| panic!("{part:?} in {text}"))
+        })
+        .collect()
+}

@@ -71,7 +71,8 @@ pub trait Strategy: ModelClient {
     fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>>;
 }
 
-/// The strategy configured by `M` over the inner client `C` (see the [module docs](self)).
+/// The strategy configured by `M` over the inner client `C`: one wrapper for every strategy,
+/// whose public names are aliases (`BestOfN<C>` is `StrategyClient<BestOfNConfig, C>`).
 ///
 /// Generic over what it wraps and without bounds on the struct, as tower's `Timeout<S>`.
 #[derive(Debug, Clone)]

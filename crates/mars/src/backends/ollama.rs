@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::backends::framing::LineDecoder;
 use crate::backends::http::{
-    HttpOptions, Transport, WireDecoder, WireMessage, checked_base_url, event_stream, wire_messages,
+    HttpOptions, Transport, WireDecoder, WireMessage, WireSampling, checked_base_url, event_stream,
+    wire_messages,
 };
 use crate::client::{
     ChatRequest, EventStream, Finish, FinishReason, ModelClient, SamplingOptions, StreamEvent,
@@ -216,18 +217,10 @@ struct ChatBody<'a> {
 /// Provider-neutral options under Ollama's names (`max_tokens` is `num_predict`).
 #[derive(Debug, Default, PartialEq, Serialize)]
 struct WireOptions<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_k: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seed: Option<u64>,
+    #[serde(flatten)]
+    sampling: WireSampling<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     num_predict: Option<u32>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    stop: &'a [String],
 }
 
 impl WireOptions<'_> {
@@ -239,12 +232,8 @@ impl WireOptions<'_> {
 impl<'a> From<&'a SamplingOptions> for WireOptions<'a> {
     fn from(options: &'a SamplingOptions) -> Self {
         WireOptions {
-            temperature: options.temperature,
-            top_p: options.top_p,
-            top_k: options.top_k,
-            seed: options.seed,
+            sampling: WireSampling::from(options),
             num_predict: options.max_tokens,
-            stop: &options.stop,
         }
     }
 }
@@ -512,5 +501,35 @@ mod tests {
             "llama9",
         );
         assert!(matches!(err, Error::Http { status: 404, .. }));
+    }
+
+    #[test]
+    fn request_body_bytes_on_the_wire() {
+        let config = OllamaConfig {
+            keep_alive: Some("5m".into()),
+            ..OllamaConfig::new("m")
+        };
+        let client = OllamaClient::new(config).unwrap();
+        let request = ChatRequest::new("q")
+            .with_system("s")
+            .with_options(SamplingOptions {
+                temperature: Some(0.5),
+                top_p: Some(0.25),
+                top_k: Some(40),
+                seed: Some(7),
+                max_tokens: Some(64),
+                stop: vec!["END".into()],
+            });
+        let sent = serde_json::to_string(&client.request_body(&request)).unwrap();
+        assert_eq!(
+            sent,
+            r#"{"keep_alive":"5m","messages":[{"content":"s","role":"system"},{"content":"q","role":"user"}],"model":"m","options":{"num_predict":64,"seed":7,"stop":["END"],"temperature":0.5,"top_k":40,"top_p":0.25},"stream":true}"#
+        );
+        let bare = OllamaClient::new(OllamaConfig::new("m")).unwrap();
+        let sent = serde_json::to_string(&bare.request_body(&ChatRequest::new("q"))).unwrap();
+        assert_eq!(
+            sent,
+            r#"{"messages":[{"content":"q","role":"user"}],"model":"m","stream":true}"#
+        );
     }
 }

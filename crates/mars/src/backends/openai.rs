@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use crate::backends::framing::{SseDecoder, SseEvent};
 use crate::backends::http::{
-    HttpOptions, Transport, WireDecoder, WireMessage, checked_base_url, event_stream, wire_messages,
+    HttpOptions, Transport, WireDecoder, WireMessage, WireSampling, checked_base_url, event_stream,
+    wire_messages,
 };
 use crate::client::{
     ChatRequest, EventStream, Finish, FinishReason, ModelClient, StreamEvent, Usage,
@@ -112,12 +113,8 @@ impl OpenAiClient {
             stream_options: StreamOptions {
                 include_usage: true,
             },
-            temperature: options.temperature,
-            top_p: options.top_p,
-            top_k: options.top_k,
-            seed: options.seed,
+            sampling: WireSampling::from(options),
             max_tokens: options.max_tokens,
-            stop: &options.stop,
         };
         // A struct of strings, numbers and lists always serialises; `Null` is never sent.
         let mut body = serde_json::to_value(body).unwrap_or(Value::Null);
@@ -137,18 +134,10 @@ struct ChatBody<'a> {
     messages: Vec<WireMessage<'a>>,
     stream: bool,
     stream_options: StreamOptions,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    temperature: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_p: Option<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    top_k: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    seed: Option<u64>,
+    #[serde(flatten)]
+    sampling: WireSampling<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    stop: &'a [String],
 }
 
 /// `stream_options`: usage in the last chunk.
@@ -405,5 +394,30 @@ mod tests {
         assert_eq!(body["cache_prompt"], json!(false));
         assert_eq!(body["stream_options"]["include_usage"], json!(true));
         assert!(body.get("top_k").is_none());
+    }
+
+    #[test]
+    fn request_body_bytes_on_the_wire() {
+        let client = OpenAiClient::new(OpenAiConfig::new("http://127.0.0.1:1/v1", "m")).unwrap();
+        let request = ChatRequest::new("q")
+            .with_system("s")
+            .with_options(crate::SamplingOptions {
+                temperature: Some(0.5),
+                top_p: Some(0.25),
+                top_k: Some(40),
+                seed: Some(7),
+                max_tokens: Some(64),
+                stop: vec!["END".into()],
+            });
+        let sent = serde_json::to_string(&client.request_body(&request)).unwrap();
+        assert_eq!(
+            sent,
+            r#"{"max_tokens":64,"messages":[{"content":"s","role":"system"},{"content":"q","role":"user"}],"model":"m","seed":7,"stop":["END"],"stream":true,"stream_options":{"include_usage":true},"temperature":0.5,"top_k":40,"top_p":0.25}"#
+        );
+        let bare = serde_json::to_string(&client.request_body(&ChatRequest::new("q"))).unwrap();
+        assert_eq!(
+            bare,
+            r#"{"messages":[{"content":"q","role":"user"}],"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+        );
     }
 }

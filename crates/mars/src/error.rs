@@ -140,20 +140,6 @@ pub enum Error {
         detail: String,
     },
 
-    /// A [`ScriptedClient`](crate::ScriptedClient) was asked for more turns than it was given.
-    #[error("scripted client has no turn left (request #{request_index})")]
-    ScriptExhausted {
-        /// 0-based index of the request that found the script empty.
-        request_index: usize,
-    },
-
-    /// A scripted failure, queued on a [`ScriptedClient`](crate::ScriptedClient) by a test.
-    #[error("scripted failure: {message}")]
-    Scripted {
-        /// The message the script gave.
-        message: String,
-    },
-
     /// A model call made by a strategy failed (under the default
     /// [`FailurePolicy::Fail`](crate::strategies::FailurePolicy::Fail)).
     #[error("{strategy}: {call} failed: {source}")]

@@ -30,7 +30,7 @@ pub mod strategies;
 pub use backends::http::HttpOptions;
 pub use backends::ollama::{OllamaClient, OllamaConfig};
 pub use backends::openai::{OpenAiClient, OpenAiConfig};
-pub use backends::scripted::{ScriptedClient, Turn};
+pub use backends::scripted::{ScriptedClient, ScriptedError, Turn};
 pub use client::{
     BatchRequest, ChatRequest, Completion, EventStream, Finish, FinishReason, Message, ModelClient,
     ModelClientExt, Role, SamplingOptions, StreamEvent, Usage, collect_completion,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::client::{ChatRequest, EventStream, Finish, StreamEvent};
+use crate::client::{ChatRequest, EventStream, Finish, SamplingOptions, StreamEvent};
 use crate::error::{Error, Result, TimeoutPhase, truncate_for_error};
 
 /// Timeouts and retries of an HTTP client.
@@ -78,16 +78,51 @@ pub(crate) fn checked_base_url(base_url: &str) -> Result<String> {
     Ok(base)
 }
 
+/// One entry of the `messages` array shared by Ollama's and the OpenAI chat APIs.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct WireMessage<'a> {
+    pub role: &'a str,
+    pub content: &'a str,
+}
+
+/// The sampling options that Ollama's and the OpenAI chat APIs name alike (the token limit is
+/// named differently, so each wire adds its own); unset ones are left out of the body.
+#[derive(Debug, Default, PartialEq, serde::Serialize)]
+pub(crate) struct WireSampling<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub stop: &'a [String],
+}
+
+impl<'a> From<&'a SamplingOptions> for WireSampling<'a> {
+    fn from(options: &'a SamplingOptions) -> Self {
+        WireSampling {
+            temperature: options.temperature,
+            top_p: options.top_p,
+            top_k: options.top_k,
+            seed: options.seed,
+            stop: &options.stop,
+        }
+    }
+}
+
 /// The `messages` array shared by Ollama's and the OpenAI chat APIs: the system prompt first.
-pub(crate) fn wire_messages(request: &ChatRequest) -> Vec<serde_json::Value> {
-    let system = request
-        .system
-        .iter()
-        .map(|system| serde_json::json!({"role": "system", "content": system}));
-    let rest = request
-        .messages
-        .iter()
-        .map(|m| serde_json::json!({"role": m.role.as_str(), "content": m.content}));
+pub(crate) fn wire_messages(request: &ChatRequest) -> Vec<WireMessage<'_>> {
+    let system = request.system.iter().map(|system| WireMessage {
+        role: "system",
+        content: system,
+    });
+    let rest = request.messages.iter().map(|m| WireMessage {
+        role: m.role.as_str(),
+        content: &m.content,
+    });
     system.chain(rest).collect()
 }
 

@@ -4,11 +4,12 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use crate::backends::framing::LineDecoder;
 use crate::backends::http::{
-    HttpOptions, Transport, WireDecoder, checked_base_url, event_stream, wire_messages,
+    HttpOptions, Transport, WireDecoder, WireMessage, WireSampling, checked_base_url, event_stream,
+    wire_messages,
 };
 use crate::client::{
     ChatRequest, EventStream, Finish, FinishReason, ModelClient, SamplingOptions, StreamEvent,
@@ -183,45 +184,52 @@ impl OllamaClient {
 
     /// The JSON body sent for `request`.
     pub fn request_body(&self, request: &ChatRequest) -> Value {
-        let messages = wire_messages(request);
-        let mut body = json!({
-            "model": self.config.model,
-            "messages": messages,
-            "stream": true,
-        });
-        let options = ollama_options(&request.options);
-        if !options.is_empty() {
-            body["options"] = Value::Object(options);
-        }
-        if let Some(keep_alive) = &self.config.keep_alive {
-            body["keep_alive"] = json!(keep_alive);
-        }
-        body
+        let body = ChatBody {
+            model: &self.config.model,
+            messages: wire_messages(request),
+            stream: true,
+            options: WireOptions::from(&request.options),
+            keep_alive: self.config.keep_alive.as_deref(),
+        };
+        // A struct of strings, numbers and lists always serialises; `Null` is never sent.
+        serde_json::to_value(body).unwrap_or(Value::Null)
     }
 }
 
-/// Maps provider-neutral options to Ollama's `options` object.
-fn ollama_options(options: &SamplingOptions) -> Map<String, Value> {
-    let mut map = Map::new();
-    if let Some(t) = options.temperature {
-        map.insert("temperature".into(), json!(t));
+/// The body of `/api/chat`, with the API's field names.
+#[derive(Debug, Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    #[serde(skip_serializing_if = "WireOptions::is_empty")]
+    options: WireOptions<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keep_alive: Option<&'a str>,
+}
+
+/// Provider-neutral options under Ollama's names (`max_tokens` is `num_predict`).
+#[derive(Debug, Default, PartialEq, Serialize)]
+struct WireOptions<'a> {
+    #[serde(flatten)]
+    sampling: WireSampling<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    num_predict: Option<u32>,
+}
+
+impl WireOptions<'_> {
+    fn is_empty(&self) -> bool {
+        *self == WireOptions::default()
     }
-    if let Some(p) = options.top_p {
-        map.insert("top_p".into(), json!(p));
+}
+
+impl<'a> From<&'a SamplingOptions> for WireOptions<'a> {
+    fn from(options: &'a SamplingOptions) -> Self {
+        WireOptions {
+            sampling: WireSampling::from(options),
+            num_predict: options.max_tokens,
+        }
     }
-    if let Some(k) = options.top_k {
-        map.insert("top_k".into(), json!(k));
-    }
-    if let Some(seed) = options.seed {
-        map.insert("seed".into(), json!(seed));
-    }
-    if let Some(n) = options.max_tokens {
-        map.insert("num_predict".into(), json!(n));
-    }
-    if !options.stop.is_empty() {
-        map.insert("stop".into(), json!(options.stop));
-    }
-    map
 }
 
 impl ModelClient for OllamaClient {
@@ -392,6 +400,7 @@ impl OllamaDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn decode(body: &str) -> Result<Vec<StreamEvent>> {
         let mut decoder = OllamaDecoder::default();
@@ -442,13 +451,15 @@ mod tests {
             max_tokens: Some(64),
             stop: vec!["```".into()],
         };
-        let map = ollama_options(&options);
+        let map = serde_json::to_value(WireOptions::from(&options)).unwrap();
         assert_eq!(map["num_predict"], json!(64));
         assert_eq!(map["seed"], json!(7));
         assert_eq!(map["top_k"], json!(40));
         assert_eq!(map["stop"], json!(["```"]));
-        assert!(!map.contains_key("max_tokens"));
-        assert!(ollama_options(&SamplingOptions::default()).is_empty());
+        assert!(map.get("max_tokens").is_none());
+        assert!(WireOptions::from(&SamplingOptions::default()).is_empty());
+        let none = serde_json::to_value(WireOptions::from(&SamplingOptions::default())).unwrap();
+        assert_eq!(none, json!({}));
     }
 
     #[test]
@@ -513,5 +524,35 @@ mod tests {
             "llama9",
         );
         assert!(matches!(err, Error::Http { status: 404, .. }));
+    }
+
+    #[test]
+    fn request_body_bytes_on_the_wire() {
+        let config = OllamaConfig {
+            keep_alive: Some("5m".into()),
+            ..OllamaConfig::new("m")
+        };
+        let client = OllamaClient::new(config).unwrap();
+        let request = ChatRequest::new("q")
+            .with_system("s")
+            .with_options(SamplingOptions {
+                temperature: Some(0.5),
+                top_p: Some(0.25),
+                top_k: Some(40),
+                seed: Some(7),
+                max_tokens: Some(64),
+                stop: vec!["END".into()],
+            });
+        let sent = serde_json::to_string(&client.request_body(&request)).unwrap();
+        assert_eq!(
+            sent,
+            r#"{"keep_alive":"5m","messages":[{"content":"s","role":"system"},{"content":"q","role":"user"}],"model":"m","options":{"num_predict":64,"seed":7,"stop":["END"],"temperature":0.5,"top_k":40,"top_p":0.25},"stream":true}"#
+        );
+        let bare = OllamaClient::new(OllamaConfig::new("m")).unwrap();
+        let sent = serde_json::to_string(&bare.request_body(&ChatRequest::new("q"))).unwrap();
+        assert_eq!(
+            sent,
+            r#"{"messages":[{"content":"q","role":"user"}],"model":"m","stream":true}"#
+        );
     }
 }

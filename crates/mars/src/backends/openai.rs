@@ -4,12 +4,13 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::backends::framing::{SseDecoder, SseEvent};
 use crate::backends::http::{
-    HttpOptions, Transport, WireDecoder, checked_base_url, event_stream, wire_messages,
+    HttpOptions, Transport, WireDecoder, WireMessage, WireSampling, checked_base_url, event_stream,
+    wire_messages,
 };
 use crate::client::{
     ChatRequest, EventStream, Finish, FinishReason, ModelClient, StreamEvent, Usage,
@@ -101,38 +102,48 @@ impl OpenAiClient {
         &self.config
     }
 
-    /// The JSON body sent for `request`.
+    /// The JSON body sent for `request`: [`OpenAiConfig::extra_body`]'s keys added to (or
+    /// replacing) the typed fields.
     pub fn request_body(&self, request: &ChatRequest) -> Value {
-        let messages = wire_messages(request);
-        let mut body = Map::new();
-        body.insert("model".into(), json!(self.config.model));
-        body.insert("messages".into(), Value::Array(messages));
-        body.insert("stream".into(), json!(true));
-        body.insert("stream_options".into(), json!({"include_usage": true}));
         let options = &request.options;
-        if let Some(t) = options.temperature {
-            body.insert("temperature".into(), json!(t));
+        let body = ChatBody {
+            model: &self.config.model,
+            messages: wire_messages(request),
+            stream: true,
+            stream_options: StreamOptions {
+                include_usage: true,
+            },
+            sampling: WireSampling::from(options),
+            max_tokens: options.max_tokens,
+        };
+        // A struct of strings, numbers and lists always serialises; `Null` is never sent.
+        let mut body = serde_json::to_value(body).unwrap_or(Value::Null);
+        if let Value::Object(fields) = &mut body {
+            for (key, value) in &self.config.extra_body {
+                fields.insert(key.clone(), value.clone());
+            }
         }
-        if let Some(p) = options.top_p {
-            body.insert("top_p".into(), json!(p));
-        }
-        if let Some(k) = options.top_k {
-            body.insert("top_k".into(), json!(k));
-        }
-        if let Some(seed) = options.seed {
-            body.insert("seed".into(), json!(seed));
-        }
-        if let Some(n) = options.max_tokens {
-            body.insert("max_tokens".into(), json!(n));
-        }
-        if !options.stop.is_empty() {
-            body.insert("stop".into(), json!(options.stop));
-        }
-        for (key, value) in &self.config.extra_body {
-            body.insert(key.clone(), value.clone());
-        }
-        Value::Object(body)
+        body
     }
+}
+
+/// The body of `/v1/chat/completions`, with the API's field names.
+#[derive(Debug, Serialize)]
+struct ChatBody<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    stream: bool,
+    stream_options: StreamOptions,
+    #[serde(flatten)]
+    sampling: WireSampling<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+}
+
+/// `stream_options`: usage in the last chunk.
+#[derive(Debug, Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 impl ModelClient for OpenAiClient {
@@ -328,6 +339,7 @@ impl WireDecoder for OpenAiDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn decode(body: &str) -> Result<Vec<StreamEvent>> {
         let mut decoder = OpenAiDecoder::default();
@@ -409,5 +421,30 @@ mod tests {
         assert_eq!(body["cache_prompt"], json!(false));
         assert_eq!(body["stream_options"]["include_usage"], json!(true));
         assert!(body.get("top_k").is_none());
+    }
+
+    #[test]
+    fn request_body_bytes_on_the_wire() {
+        let client = OpenAiClient::new(OpenAiConfig::new("http://127.0.0.1:1/v1", "m")).unwrap();
+        let request = ChatRequest::new("q")
+            .with_system("s")
+            .with_options(crate::SamplingOptions {
+                temperature: Some(0.5),
+                top_p: Some(0.25),
+                top_k: Some(40),
+                seed: Some(7),
+                max_tokens: Some(64),
+                stop: vec!["END".into()],
+            });
+        let sent = serde_json::to_string(&client.request_body(&request)).unwrap();
+        assert_eq!(
+            sent,
+            r#"{"max_tokens":64,"messages":[{"content":"s","role":"system"},{"content":"q","role":"user"}],"model":"m","seed":7,"stop":["END"],"stream":true,"stream_options":{"include_usage":true},"temperature":0.5,"top_k":40,"top_p":0.25}"#
+        );
+        let bare = serde_json::to_string(&client.request_body(&ChatRequest::new("q"))).unwrap();
+        assert_eq!(
+            bare,
+            r#"{"messages":[{"content":"q","role":"user"}],"model":"m","stream":true,"stream_options":{"include_usage":true}}"#
+        );
     }
 }

@@ -14,6 +14,46 @@ use crate::client::{
 };
 use crate::error::Error;
 
+/// The scripted client's own errors. They reach callers as [`Error::External`] with backend
+/// `"scripted client"`; [`ScriptedError::of`] finds them in an [`Error`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScriptedError {
+    /// The client was asked for more turns than it was given.
+    #[error("no turn left (request #{request_index})")]
+    Exhausted {
+        /// 0-based index of the request that found the script empty.
+        request_index: usize,
+    },
+    /// A failure the script queued ([`Turn::error`], [`Turn::then_fail`]).
+    #[error("scripted failure: {message}")]
+    Failed {
+        /// The message the script gave.
+        message: String,
+    },
+}
+
+impl ScriptedError {
+    /// The name of the backend in [`Error::External`].
+    pub const BACKEND: &'static str = "scripted client";
+
+    /// The scripted error inside `err`, if `err` is one.
+    pub fn of(err: &Error) -> Option<&ScriptedError> {
+        match err {
+            Error::External { source, .. } => source.downcast_ref(),
+            _ => None,
+        }
+    }
+}
+
+impl From<ScriptedError> for Error {
+    fn from(err: ScriptedError) -> Self {
+        Error::External {
+            backend: ScriptedError::BACKEND,
+            source: Box::new(err),
+        }
+    }
+}
 /// One scripted answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
@@ -55,7 +95,7 @@ impl Turn {
         }
     }
 
-    /// A request that fails with [`Error::Scripted`] before any text.
+    /// A request that fails with [`ScriptedError::Failed`] before any text.
     pub fn error(message: impl Into<String>) -> Self {
         Turn {
             outcome: Outcome::Fail(message.into()),
@@ -77,7 +117,7 @@ impl Turn {
         }
     }
 
-    /// Makes this turn fail with [`Error::Scripted`] after its deltas.
+    /// Makes this turn fail with [`ScriptedError::Failed`] after its deltas.
     pub fn then_fail(mut self, message: impl Into<String>) -> Self {
         self.outcome = Outcome::Fail(message.into());
         self
@@ -204,8 +244,11 @@ impl ScriptedClient {
             requests.len() - 1
         };
         match &self.source {
-            Source::Queue(queue) => lock(queue).pop_front().ok_or(Error::ScriptExhausted {
-                request_index: index,
+            Source::Queue(queue) => lock(queue).pop_front().ok_or_else(|| {
+                ScriptedError::Exhausted {
+                    request_index: index,
+                }
+                .into()
             }),
             Source::Responder(responder) => Ok(responder(index, request)),
         }
@@ -235,7 +278,7 @@ impl ModelClient for ScriptedClient {
                 tokio::time::sleep(turn.chunk_delay).await;
             }
             match turn.outcome {
-                Outcome::Fail(message) => yield Err(Error::Scripted { message }),
+                Outcome::Fail(message) => yield Err(ScriptedError::Failed { message }.into()),
                 Outcome::Truncate => {}
                 Outcome::Complete => {
                     let mut usage = turn.usage.clone().unwrap_or_else(|| {

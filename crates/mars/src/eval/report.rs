@@ -460,14 +460,12 @@ pub fn recommend(strategies: &[StrategySummary], samples: &[SampleRecord]) -> Ve
 mod tests {
     use super::*;
     use crate::eval::tasks::{TaskSet, builtin};
-    use crate::strategies::StrategyName;
-
     fn base() -> StrategySpec {
-        StrategySpec::single(StrategyName::Baseline)
+        "baseline".parse().unwrap()
     }
 
     fn reread_spec() -> StrategySpec {
-        StrategySpec::single(StrategyName::ReRead)
+        "reread".parse().unwrap()
     }
 
     fn record(
@@ -585,7 +583,7 @@ mod tests {
     #[test]
     fn all_failing_runs_say_so() {
         let summary = StrategySummary {
-            strategy: StrategySpec::single(StrategyName::Baseline),
+            strategy: base(),
             pass: Proportion::wilson(0, 4),
             pass_at_k: vec![],
             verdicts: BTreeMap::new(),

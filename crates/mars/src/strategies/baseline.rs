@@ -20,64 +20,35 @@
 //! # Ok::<_, mars::Error>(()) }).unwrap();
 //! ```
 
-use futures::future::BoxFuture;
-use tokio::time::Instant;
-
-use super::{Outcome, Strategy, pass_through, single_call_outcome};
-use crate::client::{BatchRequest, ChatRequest, Completion, EventStream, ModelClient};
+use super::calls::Calls;
+use super::trace::Outcome;
+use super::wrapper::{Algorithm, StrategyClient};
+use crate::client::ChatRequest;
 use crate::error::Result;
 
+/// Baseline's configuration: there is nothing to configure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BaselineConfig;
+
 /// One pass through the inner client, request unchanged (see the [module docs](self)).
-#[derive(Debug, Clone)]
-pub struct Baseline<C> {
-    inner: C,
-}
+pub type Baseline<C> = StrategyClient<BaselineConfig, C>;
 
 impl<C> Baseline<C> {
-    /// The name recorded in [`Outcome::strategy`].
-    pub const NAME: &'static str = "baseline";
-
     /// Wraps `inner`.
     pub fn new(inner: C) -> Self {
-        Baseline { inner }
-    }
-
-    /// The wrapped client.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// Gives the wrapped client back.
-    pub fn into_inner(self) -> C {
-        self.inner
+        StrategyClient::unvalidated(inner, BaselineConfig)
     }
 }
 
-impl<C: ModelClient> Baseline<C> {
-    /// Answers `request` with one call and returns the trace.
-    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let started = Instant::now();
-        let options = request.options.clone();
-        single_call_outcome(&self.inner, Self::NAME, options, request, started).await
-    }
-}
+impl Algorithm for BaselineConfig {
+    const NAME: &'static str = "baseline";
+    const STREAMS: bool = true;
 
-impl<C: ModelClient> ModelClient for Baseline<C> {
-    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        pass_through(self.inner.stream_chat(request))
+    fn validate(&self) -> Result<()> {
+        Ok(())
     }
 
-    fn complete_batch(&self, batch: BatchRequest) -> BoxFuture<'_, Vec<Result<Completion>>> {
-        self.inner.complete_batch(batch)
-    }
-}
-
-impl<C: ModelClient> Strategy for Baseline<C> {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(Baseline::run(self, request))
+    async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
+        calls.single(request.options.clone(), request).await
     }
 }

@@ -33,14 +33,12 @@
 
 use std::fmt;
 
-use futures::future::BoxFuture;
-use tokio::time::Instant;
-
-use super::{
-    Candidate, Outcome, Step, Strategy, append_to_system, call_named, finish_outcome,
-    outcome_stream, step_options, total_usage,
-};
-use crate::client::{ChatRequest, EventStream, ModelClient};
+use super::calls::Calls;
+use super::request::{append_to_system, fill_temperature};
+use super::sampling::check_temperature;
+use super::trace::{Candidate, Outcome, Step};
+use super::wrapper::{Algorithm, Configured, StrategyClient};
+use crate::client::ChatRequest;
 use crate::error::{Error, Result};
 
 /// The instructions appended to the system prompt by default.
@@ -72,7 +70,8 @@ pub struct CotReflectionConfig {
     /// Appended to the caller's system prompt (default [`DEFAULT_INSTRUCTIONS`]); must not be
     /// blank.
     pub instructions: String,
-    /// The temperature of the call (default `None`: the request's).
+    /// The temperature of the call when the request sets none (default `None`: the backend's
+    /// default); the request's temperature wins.
     pub temperature: Option<f32>,
 }
 
@@ -82,26 +81,6 @@ impl Default for CotReflectionConfig {
             instructions: DEFAULT_INSTRUCTIONS.to_owned(),
             temperature: None,
         }
-    }
-}
-
-impl CotReflectionConfig {
-    fn validate(&self) -> Result<()> {
-        if self.instructions.trim().is_empty() {
-            return Err(Error::InvalidConfig {
-                field: "instructions",
-                reason: "the chain-of-thought instructions must not be blank".into(),
-            });
-        }
-        if let Some(t) = self.temperature
-            && (!t.is_finite() || t < 0.0)
-        {
-            return Err(Error::InvalidConfig {
-                field: "temperature",
-                reason: format!("{t} is not a temperature (finite, at least 0)"),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -216,81 +195,42 @@ fn tag_at(bytes: &[u8], start: usize, name: &str) -> Option<Tag> {
     })
 }
 
-/// Chain of thought with reflection over an inner client (see the [module docs](self)).
-#[derive(Debug, Clone)]
-pub struct CotReflection<C> {
-    inner: C,
-    config: CotReflectionConfig,
-}
+/// Chain of thought with reflection over an inner client (see the [module docs](self)); `new`
+/// fails with [`Error::InvalidConfig`] on blank instructions or an invalid temperature.
+pub type CotReflection<C> = StrategyClient<CotReflectionConfig, C>;
 
-impl<C> CotReflection<C> {
-    /// The name recorded in [`Outcome::strategy`].
-    pub const NAME: &'static str = "cot_reflection";
+impl Algorithm for CotReflectionConfig {
+    const NAME: &'static str = "cot_reflection";
 
-    /// Wraps `inner`; fails with [`Error::InvalidConfig`] on blank instructions or an invalid
-    /// temperature.
-    pub fn new(inner: C, config: CotReflectionConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(CotReflection { inner, config })
+    fn validate(&self) -> Result<()> {
+        if self.instructions.trim().is_empty() {
+            return Err(Error::InvalidConfig {
+                field: "instructions",
+                reason: "the chain-of-thought instructions must not be blank".into(),
+            });
+        }
+        check_temperature("temperature", self.temperature)
     }
 
-    /// The wrapped client.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// Gives the wrapped client back.
-    pub fn into_inner(self) -> C {
-        self.inner
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &CotReflectionConfig {
-        &self.config
-    }
-}
-
-impl<C: ModelClient> CotReflection<C> {
     /// Answers with one call, extracts the `<output>` section and returns the trace.
-    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let started = Instant::now();
-        let options = step_options(&request.options, self.config.temperature);
-        let mut request = append_to_system(request, &self.config.instructions);
+    async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
+        let options = fill_temperature(&request.options, self.temperature);
+        let mut request = append_to_system(request, &self.instructions);
         request.options = options.clone();
-        let completion = call_named(&self.inner, Self::NAME, "answer", request).await?;
+        let completion = calls.named("answer", request).await?;
         let (answer, extraction) = extract_output(&completion.text);
         if extraction != Extraction::OutputTag {
             tracing::debug!(strategy = Self::NAME, %extraction, "fell back");
         }
         let candidates = vec![Candidate::generated(options, completion)];
-        let usage = total_usage(&candidates, &[], started);
-        let mut outcome = finish_outcome(Self::NAME, candidates, 0, usage)?;
-        outcome.answer = answer.clone();
-        outcome.steps.push(Step::record(
-            "extract output",
-            answer,
-            extraction.to_string(),
-        ));
+        let record = Step::record("extract output", answer.clone(), extraction.to_string());
+        let mut outcome = calls.finish(candidates, 0, vec![record], &[])?;
+        outcome.answer = answer;
         Ok(outcome)
     }
 }
 
-impl<C: ModelClient> ModelClient for CotReflection<C> {
-    /// Runs the strategy, then streams the extracted answer as one delta.
-    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        outcome_stream(CotReflection::run(self, request))
-    }
-}
-
-impl<C: ModelClient> Strategy for CotReflection<C> {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(CotReflection::run(self, request))
-    }
-}
+impl Configured for CotReflectionConfig {}
 
 #[cfg(test)]
 #[path = "cot_reflection_tests.rs"]

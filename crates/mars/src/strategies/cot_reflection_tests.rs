@@ -1,4 +1,6 @@
 use super::*;
+use crate::Error;
+use crate::client::ModelClient;
 use crate::client::{FinishReason, Message, SamplingOptions, Usage};
 use crate::{ScriptedClient, Turn};
 
@@ -199,21 +201,34 @@ async fn the_system_prompt_is_kept_and_extended_and_the_output_returned() {
 }
 
 #[tokio::test]
-async fn a_configured_temperature_replaces_the_requests_and_no_system_prompt_is_fine() {
+async fn a_configured_temperature_fills_in_only_an_unset_one_and_no_system_prompt_is_fine() {
     let config = CotReflectionConfig {
         instructions: "Think, reflect, output.".into(),
         temperature: Some(0.6),
     };
-    let client = ScriptedClient::new([Turn::text("<output>x</output>")]);
+    let client = ScriptedClient::new([
+        Turn::text("<output>x</output>"),
+        Turn::text("<output>x</output>"),
+    ]);
     let strategy = CotReflection::new(client, config).unwrap();
     let request = ChatRequest::new("q").with_options(SamplingOptions {
         temperature: Some(0.0),
         max_tokens: Some(9),
         ..SamplingOptions::default()
     });
-    strategy.run(request).await.unwrap();
+    strategy.run(request.clone()).await.unwrap();
     let sent = &strategy.inner().requests()[0];
     assert_eq!(sent.system.as_deref(), Some("Think, reflect, output."));
+    // The request's temperature wins.
+    assert_eq!(sent.options.temperature, Some(0.0));
+    assert_eq!(sent.options.max_tokens, Some(9));
+    // A request without one gets the configured temperature.
+    let unset = ChatRequest::new("q").with_options(SamplingOptions {
+        temperature: None,
+        ..request.options
+    });
+    strategy.run(unset).await.unwrap();
+    let sent = &strategy.inner().requests()[1];
     assert_eq!(sent.options.temperature, Some(0.6));
     assert_eq!(sent.options.max_tokens, Some(9));
 }

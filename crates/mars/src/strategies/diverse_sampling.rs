@@ -13,6 +13,11 @@
 //! lowest temperature. The answer of that first sample is returned, and the trace lists every
 //! sample's temperature, seed and vote count.
 //!
+//! The temperature ladder is the algorithm, so it is the one exception to the rule that a
+//! request's sampling options win: the request's temperature is replaced by the ladder's. Every
+//! other option (token limit, stop strings, top-p, top-k) is the request's, and the seeds derive
+//! from the request's seed.
+//!
 //! Cost: n model calls, concurrent (at most `concurrency` at a time on a backend that does not
 //! batch).
 //!
@@ -37,16 +42,12 @@
 
 use std::num::NonZeroUsize;
 
-use futures::future::BoxFuture;
-use tokio::time::Instant;
-
+use super::calls::{CallPolicy, Calls};
 use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds, spaced_temperatures};
+use super::trace::{FailurePolicy, Outcome, Score};
 use super::voting::{AnswerKey, majority};
-use super::{
-    FailurePolicy, Outcome, Score, Strategy, ensure_survivor, finish_outcome, generate_candidates,
-    outcome_stream, seed_request, total_usage,
-};
-use crate::client::{BatchRequest, ChatRequest, EventStream, ModelClient, SamplingOptions};
+use super::wrapper::{Algorithm, Configured, StrategyClient, run_seed};
+use crate::client::{BatchRequest, ChatRequest, ModelClient, SamplingOptions};
 use crate::error::{Error, Result};
 
 /// Configuration of [`DiverseSampling`].
@@ -99,6 +100,14 @@ impl DiverseSamplingConfig {
             })
             .collect()
     }
+}
+
+/// Diverse-temperature sampling with a majority vote (see the [module docs](self)); `new` fails
+/// with [`Error::InvalidConfig`] when `n` is 0 or a temperature is invalid.
+pub type DiverseSampling<C> = StrategyClient<DiverseSamplingConfig, C>;
+
+impl Algorithm for DiverseSamplingConfig {
+    const NAME: &'static str = "diverse_sampling";
 
     fn validate(&self) -> Result<()> {
         check_count("n", self.n)?;
@@ -124,71 +133,24 @@ impl DiverseSamplingConfig {
         }
         Ok(())
     }
-}
 
-/// Diverse-temperature sampling with a majority vote (see the [module docs](self)).
-#[derive(Debug, Clone)]
-pub struct DiverseSampling<C> {
-    inner: C,
-    config: DiverseSamplingConfig,
-}
-
-impl<C> DiverseSampling<C> {
-    /// The name recorded in [`Outcome::strategy`].
-    pub const NAME: &'static str = "diverse_sampling";
-
-    /// Wraps `inner`; fails with [`Error::InvalidConfig`] when `n` is 0 or the temperature range
-    /// is not one.
-    pub fn new(inner: C, config: DiverseSamplingConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(DiverseSampling { inner, config })
+    fn policy(&self) -> CallPolicy {
+        CallPolicy::new(self.on_failure, self.concurrency)
     }
 
-    /// The wrapped client.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// Gives the wrapped client back.
-    pub fn into_inner(self) -> C {
-        self.inner
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &DiverseSamplingConfig {
-        &self.config
-    }
-}
-
-impl<C: ModelClient> DiverseSampling<C> {
     /// Samples, votes and returns the trace.
-    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let started = Instant::now();
-        let samples = self.config.samples(&request.options);
-        let batch = BatchRequest {
-            request,
-            samples,
-            concurrency: self.config.concurrency,
-        };
-        let mut candidates =
-            generate_candidates(&self.inner, Self::NAME, batch, self.config.on_failure).await?;
-        ensure_survivor(Self::NAME, &candidates)?;
+    async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
+        let samples = self.samples(&request.options);
+        let mut candidates = calls.candidates(request, samples).await?;
         let keys: Vec<Option<String>> = candidates
             .iter()
-            .map(|c| {
-                c.dropped
-                    .is_none()
-                    .then(|| self.config.answer_key.key(&c.text))
-            })
+            .map(|c| c.dropped.is_none().then(|| self.answer_key.key(&c.text)))
             .collect();
         let key_refs: Vec<Option<&str>> = keys.iter().map(Option::as_deref).collect();
         let Some(tally) = majority(&key_refs) else {
-            // `ensure_survivor` above left at least one voter; kept as an error, not a panic.
-            return Err(Error::AllCandidatesFailed {
-                strategy: Self::NAME,
-                candidates: candidates.len(),
-                first_error: "no candidate was left to vote".into(),
-            });
+            // `candidates` left at least one voter; kept as an error, not a panic.
+            let first_error = "no candidate was left to vote".to_owned();
+            return Err(calls.all_failed(candidates.len(), first_error));
         };
         for ((candidate, key), votes) in candidates.iter_mut().zip(keys).zip(&tally.votes) {
             if let Some(key) = key {
@@ -201,27 +163,11 @@ impl<C: ModelClient> DiverseSampling<C> {
             votes = ?tally.votes,
             "vote counted"
         );
-        let usage = total_usage(&candidates, &[], started);
-        finish_outcome(Self::NAME, candidates, tally.winner, usage)
+        calls.finish(candidates, tally.winner, Vec::new(), &[])
     }
 }
 
-impl<C: ModelClient> ModelClient for DiverseSampling<C> {
-    /// Runs the strategy, then streams the chosen answer as one delta.
-    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        outcome_stream(DiverseSampling::run(self, request))
-    }
-}
-
-impl<C: ModelClient> Strategy for DiverseSampling<C> {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(DiverseSampling::run(self, request))
-    }
-}
+impl Configured for DiverseSamplingConfig {}
 
 /// The seed's entry point for diverse sampling, kept for its users.
 #[derive(Debug, Clone, Copy)]
@@ -236,91 +182,10 @@ impl DiverseSamplingAggregator {
         config: DiverseSamplingConfig,
         client: &C,
     ) -> Result<Outcome> {
-        DiverseSampling::new(client, config)?
-            .run(seed_request(query, system_prompt))
-            .await
+        run_seed(query, system_prompt, config, client).await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_keep_other_options_and_set_temperature_and_seed() {
-        let config = DiverseSamplingConfig {
-            n: 3,
-            min_temperature: 0.0,
-            max_temperature: 1.0,
-            ..DiverseSamplingConfig::default()
-        };
-        let base = SamplingOptions {
-            seed: Some(9),
-            max_tokens: Some(64),
-            stop: vec!["END".into()],
-            temperature: Some(0.3),
-            ..SamplingOptions::default()
-        };
-        let samples = config.samples(&base);
-        let temperatures: Vec<_> = samples.iter().map(|s| s.temperature).collect();
-        assert_eq!(temperatures, [Some(0.0), Some(0.5), Some(1.0)]);
-        let seeds: Vec<_> = samples.iter().map(|s| s.seed).collect();
-        assert_eq!(
-            seeds,
-            derive_seeds(9, 3).into_iter().map(Some).collect::<Vec<_>>()
-        );
-        assert!(
-            samples
-                .iter()
-                .all(|s| s.max_tokens == Some(64) && s.stop == ["END"])
-        );
-        let unseeded = config.samples(&SamplingOptions::default());
-        assert_eq!(
-            unseeded[0].seed,
-            Some(derive_seeds(DEFAULT_BASE_SEED, 1)[0])
-        );
-    }
-
-    #[test]
-    fn invalid_configs_are_rejected() {
-        let cases: &[(DiverseSamplingConfig, &str)] = &[
-            (
-                DiverseSamplingConfig {
-                    n: 0,
-                    ..DiverseSamplingConfig::default()
-                },
-                "n",
-            ),
-            (
-                DiverseSamplingConfig {
-                    min_temperature: -0.1,
-                    ..DiverseSamplingConfig::default()
-                },
-                "min_temperature",
-            ),
-            (
-                DiverseSamplingConfig {
-                    max_temperature: f32::NAN,
-                    ..DiverseSamplingConfig::default()
-                },
-                "max_temperature",
-            ),
-            (
-                DiverseSamplingConfig {
-                    min_temperature: 1.2,
-                    max_temperature: 0.4,
-                    ..DiverseSamplingConfig::default()
-                },
-                "min_temperature",
-            ),
-        ];
-        for (config, expected_field) in cases {
-            let err = DiverseSampling::new((), config.clone()).unwrap_err();
-            match err {
-                Error::InvalidConfig { field, .. } => assert_eq!(field, *expected_field),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert!(DiverseSampling::new((), DiverseSamplingConfig::default()).is_ok());
-    }
-}
+#[path = "diverse_sampling_tests.rs"]
+mod tests;

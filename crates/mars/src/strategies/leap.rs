@@ -6,7 +6,8 @@
 //!
 //! Algorithm: the few-shot examples come from the configuration, or one call extracts the
 //! input/output examples contained in the question ([`parse_examples`]). The model answers each
-//! example (concurrently, at `example_temperature`, each with its own seed); an answer whose
+//! example (concurrently, at the request's temperature or else `example_temperature`, each with
+//! its own seed); an answer whose
 //! final answer differs from the expected one is a mistake ([`is_mistake`]), and for each mistake
 //! one call states a low-level principle that would have avoided it, then one call condenses
 //! those into at most `max_principles` high-level principles ([`parse_list`]). The caller's
@@ -57,22 +58,17 @@
 
 use std::num::NonZeroUsize;
 
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::time::Instant;
 
-use super::plansearch::parse_list;
-use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
+use super::calls::{CallPolicy, Calls};
+use super::parsing::{numbered, parse_list};
+use super::request::{append_to_system, fill_temperature, rewrite_last_user_message};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, check_temperature, derive_seeds};
+use super::trace::{Candidate, FailurePolicy, Outcome, Step};
 use super::voting::normalise_text;
-use super::{
-    Candidate, Outcome, Step, Strategy, append_to_system, call_named, call_step, call_steps,
-    finish_outcome, outcome_stream, rewrite_last_user_message, step_options, steps_usage,
-    total_usage,
-};
-use crate::client::{
-    BatchRequest, ChatRequest, EventStream, FinishReason, ModelClient, SamplingOptions,
-};
+use super::wrapper::{Algorithm, Configured, StrategyClient};
+use crate::client::{BatchRequest, ChatRequest, FinishReason, SamplingOptions};
 use crate::error::{Error, Result};
 
 /// One worked example: a question and its expected answer.
@@ -93,7 +89,8 @@ pub struct LeapConfig {
     pub examples: Vec<Example>,
     /// At most this many examples are answered (default 3); must be at least 1.
     pub max_examples: usize,
-    /// Temperature of the example answers (default 0.7: mistakes need some sampling).
+    /// Temperature of the example answers when the request sets none (default 0.7: mistakes
+    /// need some sampling); the request's temperature wins.
     pub example_temperature: f32,
     /// At most this many high-level principles are kept (default 5); must be at least 1.
     pub max_principles: usize,
@@ -114,43 +111,6 @@ impl Default for LeapConfig {
             base_seed: DEFAULT_BASE_SEED,
             concurrency: BatchRequest::DEFAULT_CONCURRENCY,
         }
-    }
-}
-
-impl LeapConfig {
-    fn validate(&self) -> Result<()> {
-        if self.max_examples == 0 {
-            return Err(Error::InvalidConfig {
-                field: "max_examples",
-                reason: "LEAP needs at least one example to learn from".into(),
-            });
-        }
-        if self.max_principles == 0 {
-            return Err(Error::InvalidConfig {
-                field: "max_principles",
-                reason: "LEAP needs room for at least one principle".into(),
-            });
-        }
-        check_count("max_examples", self.max_examples)?;
-        check_count("max_principles", self.max_principles)?;
-        let t = self.example_temperature;
-        if !t.is_finite() || t < 0.0 {
-            return Err(Error::InvalidConfig {
-                field: "example_temperature",
-                reason: format!("{t} is not a temperature (finite, at least 0)"),
-            });
-        }
-        if let Some(i) = self
-            .examples
-            .iter()
-            .position(|e| e.question.trim().is_empty())
-        {
-            return Err(Error::InvalidConfig {
-                field: "examples",
-                reason: format!("example {i} has a blank question"),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -203,15 +163,6 @@ pub fn principles_instruction(principles: &[String]) -> String {
         "Keep in mind these principles, learned from mistakes on similar questions:\n{}",
         numbered(principles)
     )
-}
-
-fn numbered(items: &[String]) -> String {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| format!("{}. {}", i + 1, item.trim()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The text of the last `<output>` section of `reply` (tags matched case-insensitively), up to
@@ -316,46 +267,112 @@ fn contains_word(haystack: &str, needle: &str) -> bool {
         })
 }
 
-/// LEAP over an inner client (see the [module docs](self)).
-#[derive(Debug, Clone)]
-pub struct Leap<C> {
-    inner: C,
-    config: LeapConfig,
+/// One low-level principle per mistake (concurrently), then the high-level principles
+/// condensed from them; every call is recorded in `steps`.
+async fn learn_principles(
+    calls: &Calls<'_>,
+    max: usize,
+    request: &ChatRequest,
+    mistakes: &[(usize, &Example, String)],
+    steps: &mut Vec<Step>,
+) -> Result<Vec<String>> {
+    let mut requests = Vec::with_capacity(mistakes.len());
+    for (i, example, reply) in mistakes {
+        let prompt = principle_prompt(&example.question, reply, &example.answer);
+        let call = rewrite_last_user_message(request.clone(), calls.strategy(), |_| prompt)?;
+        requests.push((format!("principle from example {i}"), call));
+    }
+    let lows = calls.steps(requests).await?;
+    let low_level: Vec<String> = lows
+        .iter()
+        .map(|s| output_section(&s.text).unwrap_or(&s.text).trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    steps.extend(lows);
+    if low_level.is_empty() {
+        let why = "every principle reply was blank: answered without principles";
+        steps.push(skipped_step("high-level principles", why.to_owned()));
+        return Ok(Vec::new());
+    }
+
+    let prompt = high_level_prompt(&low_level, max);
+    let call = rewrite_last_user_message(request.clone(), calls.strategy(), |_| prompt)?;
+    let step = calls.step("high-level principles".into(), call).await?;
+    let mut principles = parse_list(&step.text);
+    let whole = step.text.trim();
+    let note = if principles.is_empty() && whole.is_empty() {
+        "the reply was blank: answered without principles".to_owned()
+    } else if principles.is_empty() {
+        principles.push(whole.to_owned());
+        "no list found: the whole reply is used as one principle".to_owned()
+    } else if principles.len() > max {
+        let listed = principles.len();
+        principles.truncate(max);
+        format!("{listed} principles listed, the first {max} kept")
+    } else {
+        format!("{} principles", principles.len())
+    };
+    steps.push(step.noted(note));
+    Ok(principles)
 }
 
-impl<C> Leap<C> {
-    /// The name recorded in [`Outcome::strategy`].
-    pub const NAME: &'static str = "leap";
-
-    /// Wraps `inner`; fails with [`Error::InvalidConfig`] when `max_examples` or
-    /// `max_principles` is 0, the temperature is invalid or a given example's question is blank.
-    pub fn new(inner: C, config: LeapConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(Leap { inner, config })
-    }
-
-    /// The wrapped client.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// Gives the wrapped client back.
-    pub fn into_inner(self) -> C {
-        self.inner
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &LeapConfig {
-        &self.config
-    }
+/// Whether an example answer was cut off at the token limit before giving its `<output>`
+/// section: it never reached a final answer, so it is neither right nor a mistake.
+fn is_unfinished(step: &Step) -> bool {
+    step.finish_reason == Some(FinishReason::Length) && output_section(&step.text).is_none()
 }
 
-impl<C: ModelClient> Leap<C> {
+/// A step that made no call: the trace's record of a stage that was skipped, and why.
+fn skipped_step(stage: &str, why: String) -> Step {
+    Step::record(stage, String::new(), why)
+}
+
+/// LEAP over an inner client (see the [module docs](self)); `new` fails with
+/// [`Error::InvalidConfig`] when a count is 0, the temperature is invalid or an example has a
+/// blank question.
+pub type Leap<C> = StrategyClient<LeapConfig, C>;
+
+impl Algorithm for LeapConfig {
+    const NAME: &'static str = "leap";
+
+    fn validate(&self) -> Result<()> {
+        if self.max_examples == 0 {
+            return Err(Error::InvalidConfig {
+                field: "max_examples",
+                reason: "LEAP needs at least one example to learn from".into(),
+            });
+        }
+        if self.max_principles == 0 {
+            return Err(Error::InvalidConfig {
+                field: "max_principles",
+                reason: "LEAP needs room for at least one principle".into(),
+            });
+        }
+        check_count("max_examples", self.max_examples)?;
+        check_count("max_principles", self.max_principles)?;
+        check_temperature("example_temperature", Some(self.example_temperature))?;
+        if let Some(i) = self
+            .examples
+            .iter()
+            .position(|e| e.question.trim().is_empty())
+        {
+            return Err(Error::InvalidConfig {
+                field: "examples",
+                reason: format!("example {i} has a blank question"),
+            });
+        }
+        Ok(())
+    }
+
+    /// A failed call is always an error: LEAP cannot go on without any of its steps.
+    fn policy(&self) -> CallPolicy {
+        CallPolicy::new(FailurePolicy::Fail, self.concurrency)
+    }
+
     /// Learns principles from the examples, answers the request with them, and returns the
     /// trace.
-    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let started = Instant::now();
-        let config = &self.config;
+    async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
+        let config = self;
         // Every call is seeded, as judge calls are, so that a run without a seed is still
         // reproducible; the example calls replace this seed with their own.
         let seed = request.options.seed.unwrap_or(config.base_seed);
@@ -371,7 +388,7 @@ impl<C: ModelClient> Leap<C> {
 
         let examples: Vec<Example> = if config.examples.is_empty() {
             let call = rewrite(&extraction_prompt)?;
-            let step = call_step(&self.inner, Self::NAME, "extract examples".into(), call).await?;
+            let step = calls.step("extract examples".into(), call).await?;
             let mut found = parse_examples(&step.text);
             let note = match found.len() {
                 0 => "no examples found".to_owned(),
@@ -393,14 +410,14 @@ impl<C: ModelClient> Leap<C> {
         };
 
         let seeds = derive_seeds(seed, examples.len());
-        let mut calls = Vec::with_capacity(examples.len());
+        let mut examples_calls = Vec::with_capacity(examples.len());
         for (i, (example, seed)) in examples.iter().zip(seeds).enumerate() {
-            let mut options = step_options(&request.options, Some(config.example_temperature));
+            let mut options = fill_temperature(&request.options, Some(config.example_temperature));
             options.seed = Some(seed);
             let call = rewrite(&|_| example_prompt(&example.question))?;
-            calls.push((format!("example {i}"), call.with_options(options)));
+            examples_calls.push((format!("example {i}"), call.with_options(options)));
         }
-        let answered = call_steps(&self.inner, Self::NAME, calls, config.concurrency.get()).await?;
+        let answered = calls.steps(examples_calls).await?;
         let mut mistakes = Vec::new();
         let mut unfinished = 0;
         for (i, (step, example)) in answered.into_iter().zip(&examples).enumerate() {
@@ -439,8 +456,14 @@ impl<C: ModelClient> Leap<C> {
             steps.push(skipped_step("principles", why));
             Vec::new()
         } else {
-            self.learn_principles(&request, &mistakes, &mut steps)
-                .await?
+            learn_principles(
+                calls,
+                config.max_principles,
+                &request,
+                &mistakes,
+                &mut steps,
+            )
+            .await?
         };
 
         let final_request = if principles.is_empty() {
@@ -448,103 +471,13 @@ impl<C: ModelClient> Leap<C> {
         } else {
             append_to_system(request.clone(), &principles_instruction(&principles))
         };
-        let completion = call_named(&self.inner, Self::NAME, "final answer", final_request).await?;
+        let completion = calls.named("final answer", final_request).await?;
         let candidates = vec![Candidate::generated(request.options.clone(), completion)];
-        let usage = total_usage(&candidates, &steps_usage(&steps), started);
-        let mut outcome = finish_outcome(Self::NAME, candidates, 0, usage)?;
-        outcome.steps = steps;
-        Ok(outcome)
-    }
-
-    /// One low-level principle per mistake (concurrently), then the high-level principles
-    /// condensed from them; every call is recorded in `steps`.
-    async fn learn_principles(
-        &self,
-        request: &ChatRequest,
-        mistakes: &[(usize, &Example, String)],
-        steps: &mut Vec<Step>,
-    ) -> Result<Vec<String>> {
-        let mut calls = Vec::with_capacity(mistakes.len());
-        for (i, example, reply) in mistakes {
-            let prompt = principle_prompt(&example.question, reply, &example.answer);
-            let call = rewrite_last_user_message(request.clone(), Self::NAME, |_| prompt)?;
-            calls.push((format!("principle from example {i}"), call));
-        }
-        let lows = call_steps(
-            &self.inner,
-            Self::NAME,
-            calls,
-            self.config.concurrency.get(),
-        )
-        .await?;
-        let low_level: Vec<String> = lows
-            .iter()
-            .map(|s| output_section(&s.text).unwrap_or(&s.text).trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
-        steps.extend(lows);
-        if low_level.is_empty() {
-            let why = "every principle reply was blank: answered without principles";
-            steps.push(skipped_step("high-level principles", why.to_owned()));
-            return Ok(Vec::new());
-        }
-
-        let max = self.config.max_principles;
-        let prompt = high_level_prompt(&low_level, max);
-        let call = rewrite_last_user_message(request.clone(), Self::NAME, |_| prompt)?;
-        let step = call_step(
-            &self.inner,
-            Self::NAME,
-            "high-level principles".into(),
-            call,
-        )
-        .await?;
-        let mut principles = parse_list(&step.text);
-        let whole = step.text.trim();
-        let note = if principles.is_empty() && whole.is_empty() {
-            "the reply was blank: answered without principles".to_owned()
-        } else if principles.is_empty() {
-            principles.push(whole.to_owned());
-            "no list found: the whole reply is used as one principle".to_owned()
-        } else if principles.len() > max {
-            let listed = principles.len();
-            principles.truncate(max);
-            format!("{listed} principles listed, the first {max} kept")
-        } else {
-            format!("{} principles", principles.len())
-        };
-        steps.push(step.noted(note));
-        Ok(principles)
+        calls.finish(candidates, 0, steps, &[])
     }
 }
 
-/// Whether an example answer was cut off at the token limit before giving its `<output>`
-/// section: it never reached a final answer, so it is neither right nor a mistake.
-fn is_unfinished(step: &Step) -> bool {
-    step.finish_reason == Some(FinishReason::Length) && output_section(&step.text).is_none()
-}
-
-/// A step that made no call: the trace's record of a stage that was skipped, and why.
-fn skipped_step(stage: &str, why: String) -> Step {
-    Step::record(stage, String::new(), why)
-}
-
-impl<C: ModelClient> ModelClient for Leap<C> {
-    /// Runs the strategy, then streams the final answer as one delta.
-    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        outcome_stream(Leap::run(self, request))
-    }
-}
-
-impl<C: ModelClient> Strategy for Leap<C> {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(Leap::run(self, request))
-    }
-}
+impl Configured for LeapConfig {}
 
 #[cfg(test)]
 #[path = "leap_tests.rs"]

@@ -1,6 +1,8 @@
 use super::*;
+use crate::Error;
 use crate::backends::scripted::{ScriptedClient, Turn};
-use crate::client::{FinishReason, Message, SamplingOptions, Usage};
+use crate::client::{FinishReason, SamplingOptions};
+use crate::strategies::test_support::{conversation, options, usage};
 
 fn ex(question: &str, answer: &str) -> Example {
     Example {
@@ -195,29 +197,7 @@ fn model(high_level: &'static str) -> ScriptedClient {
 }
 
 fn request() -> ChatRequest {
-    ChatRequest {
-        system: Some("Be brief.".into()),
-        messages: vec![
-            Message::user("earlier"),
-            Message::assistant("ok"),
-            Message::user("What is 7 + 8?"),
-        ],
-        options: SamplingOptions {
-            temperature: Some(0.1),
-            seed: Some(3),
-            max_tokens: Some(64),
-            ..SamplingOptions::default()
-        },
-    }
-}
-
-fn usage(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: Some(prompt),
-        completion_tokens: Some(completion),
-        model_calls: 1,
-        ..Usage::default()
-    }
+    conversation("Be brief.", "What is 7 + 8?", options(0.1, 3, 64))
 }
 
 fn stages(outcome: &Outcome) -> Vec<&str> {
@@ -245,7 +225,8 @@ async fn given_examples_without_mistakes_need_no_principles() {
     for (i, sent) in requests[..2].iter().enumerate() {
         assert_eq!(sent.system.as_deref(), Some("Be brief."));
         assert_eq!(sent.messages[..2], request().messages[..2]);
-        assert_eq!(sent.options.temperature, Some(0.7));
+        // The request's temperature wins over the configured example temperature.
+        assert_eq!(sent.options.temperature, Some(0.1));
         assert_eq!(sent.options.max_tokens, Some(64));
         assert_eq!(sent.options.seed, Some(derive_seeds(3, 2)[i]));
     }

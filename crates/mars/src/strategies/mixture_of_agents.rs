@@ -51,32 +51,29 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use futures::future::BoxFuture;
-use tokio::time::Instant;
 
-use super::sampling::{DEFAULT_BASE_SEED, check_count, seeded_samples};
-use super::{
-    Candidate, FailurePolicy, Outcome, Step, Strategy, call_named, ensure_survivor, finish_outcome,
-    generate_candidates, on_failure, outcome_stream, rewrite_last_user_message, step_options,
-    total_usage,
-};
+use super::calls::{CallPolicy, Calls};
+use super::request::{fill_temperature, question, rewrite_last_user_message};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, check_temperature, seeded_samples};
+use super::trace::{Candidate, FailurePolicy, Outcome, Step};
+use super::wrapper::{Algorithm, Configured, StrategyClient};
 use crate::client::{
-    BatchRequest, ChatRequest, Completion, EventStream, ModelClient, SamplingOptions,
-    collect_completion,
+    BatchRequest, ChatRequest, Completion, ModelClient, SamplingOptions, collect_completion,
 };
 use crate::error::{Error, Result};
 
 /// Configuration of [`MixtureOfAgents`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MixtureOfAgentsConfig {
     /// How many proposals the wrapped client makes (default 3); must be at least 1. Ignored
     /// with [`MixtureOfAgents::with_proposers`], where each listed proposer answers once.
     pub n: usize,
-    /// The temperature of every proposal (default 0.7); `None` keeps the request's.
+    /// The temperature of every proposal when the request sets none (default 0.7); the
+    /// request's temperature wins.
     pub temperature: Option<f32>,
-    /// The temperature of the aggregator call (default 0: the synthesis is the most likely
-    /// answer given the proposals, and the diversity comes from the proposals); `None` keeps
-    /// the request's.
+    /// The temperature of the aggregator call when the request sets none (default 0: the
+    /// synthesis is the most likely answer given the proposals, and the diversity comes from
+    /// the proposals); the request's temperature wins.
     pub aggregator_temperature: Option<f32>,
     /// The base of the proposal seeds when the request carries no seed (default 0).
     pub base_seed: u64,
@@ -87,6 +84,23 @@ pub struct MixtureOfAgentsConfig {
     /// only the ones that are not blank). A failed aggregator call is always
     /// [`Error::StrategyCall`].
     pub on_failure: FailurePolicy,
+    /// Clients that each answer once instead of the wrapped client's `n` samples (default
+    /// none); set by [`MixtureOfAgents::with_proposers`].
+    pub proposers: Vec<Arc<dyn ModelClient>>,
+}
+
+impl fmt::Debug for MixtureOfAgentsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MixtureOfAgentsConfig")
+            .field("n", &self.n)
+            .field("temperature", &self.temperature)
+            .field("aggregator_temperature", &self.aggregator_temperature)
+            .field("base_seed", &self.base_seed)
+            .field("concurrency", &self.concurrency)
+            .field("on_failure", &self.on_failure)
+            .field("proposers", &self.proposers.len())
+            .finish()
+    }
 }
 
 impl Default for MixtureOfAgentsConfig {
@@ -98,48 +112,24 @@ impl Default for MixtureOfAgentsConfig {
             base_seed: DEFAULT_BASE_SEED,
             concurrency: BatchRequest::DEFAULT_CONCURRENCY,
             on_failure: FailurePolicy::Fail,
+            proposers: Vec::new(),
         }
     }
 }
 
 impl MixtureOfAgentsConfig {
-    /// The sampling options of `count` proposals for a request with options `base`: `base` with
-    /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`] (its base
+    /// The sampling options of `count` proposals for a request with options `base`: `base`, its
+    /// temperature filled in from [`temperature`](Self::temperature) when it has none, and the
+    /// seed from [`derive_seeds`](super::sampling::derive_seeds) (its base
     /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
     pub fn proposal_options(&self, base: &SamplingOptions, count: usize) -> Vec<SamplingOptions> {
         seeded_samples(base, self.temperature, self.base_seed, count)
     }
 
-    /// The sampling options of the aggregator call: the request's, with
-    /// [`aggregator_temperature`](Self::aggregator_temperature) when set.
+    /// The sampling options of the aggregator call: the request's, its temperature filled in
+    /// from [`aggregator_temperature`](Self::aggregator_temperature) when it has none.
     pub fn aggregator_options(&self, base: &SamplingOptions) -> SamplingOptions {
-        step_options(base, self.aggregator_temperature)
-    }
-
-    fn validate(&self, check_n: bool) -> Result<()> {
-        if check_n && self.n == 0 {
-            return Err(Error::InvalidConfig {
-                field: "n",
-                reason: "a mixture of agents needs at least one proposal".into(),
-            });
-        }
-        if check_n {
-            check_count("n", self.n)?;
-        }
-        for (field, value) in [
-            ("temperature", self.temperature),
-            ("aggregator_temperature", self.aggregator_temperature),
-        ] {
-            if let Some(t) = value
-                && (!t.is_finite() || t < 0.0)
-            {
-                return Err(Error::InvalidConfig {
-                    field,
-                    reason: format!("{t} is not a temperature (finite, at least 0)"),
-                });
-            }
-        }
-        Ok(())
+        fill_temperature(base, self.aggregator_temperature)
     }
 }
 
@@ -172,29 +162,11 @@ pub fn aggregate_prompt(question: &str, proposals: &[&str]) -> String {
 /// The note of the record left in [`Outcome::steps`] for a blank proposal.
 const BLANK_PROPOSAL_NOTE: &str = "blank reply (only whitespace): not sent to the aggregator";
 
-/// Mixture-of-agents: proposals, then one synthesis (see the [module docs](self)).
-#[derive(Clone)]
-pub struct MixtureOfAgents<C> {
-    inner: C,
-    proposers: Vec<Arc<dyn ModelClient>>,
-    config: MixtureOfAgentsConfig,
-}
+/// A mixture of agents over an inner client (see the [module docs](self)); `new` fails with
+/// [`Error::InvalidConfig`] when `n` is 0 or a temperature is invalid.
+pub type MixtureOfAgents<C> = StrategyClient<MixtureOfAgentsConfig, C>;
 
 impl<C> MixtureOfAgents<C> {
-    /// The name recorded in [`Outcome::strategy`].
-    pub const NAME: &'static str = "mixture_of_agents";
-
-    /// Wraps `inner`, which makes the `n` proposals and the synthesis; fails with
-    /// [`Error::InvalidConfig`] when `n` is 0 or a temperature is invalid.
-    pub fn new(inner: C, config: MixtureOfAgentsConfig) -> Result<Self> {
-        config.validate(true)?;
-        Ok(MixtureOfAgents {
-            inner,
-            proposers: Vec::new(),
-            config,
-        })
-    }
-
     /// Each of `proposers` answers once (`config.n` is ignored) and `aggregator` synthesises;
     /// fails with [`Error::InvalidConfig`] when the list is empty or a temperature is invalid.
     pub fn with_proposers(
@@ -208,59 +180,42 @@ impl<C> MixtureOfAgents<C> {
                 reason: "a mixture of agents needs at least one proposer".into(),
             });
         }
-        config.validate(false)?;
-        Ok(MixtureOfAgents {
-            inner: aggregator,
-            proposers,
-            config,
-        })
-    }
-
-    /// The wrapped client: the aggregator, and the proposer unless proposers were listed.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// Gives the wrapped client back.
-    pub fn into_inner(self) -> C {
-        self.inner
+        Self::new(
+            aggregator,
+            MixtureOfAgentsConfig {
+                proposers,
+                ..config
+            },
+        )
     }
 
     /// The listed proposers; empty when the wrapped client proposes.
     pub fn proposers(&self) -> &[Arc<dyn ModelClient>] {
-        &self.proposers
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &MixtureOfAgentsConfig {
-        &self.config
+        &self.config().proposers
     }
 }
 
-impl<C: fmt::Debug> fmt::Debug for MixtureOfAgents<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MixtureOfAgents")
-            .field("inner", &self.inner)
-            .field("proposers", &self.proposers.len())
-            .field("config", &self.config)
-            .finish()
-    }
-}
+impl Algorithm for MixtureOfAgentsConfig {
+    const NAME: &'static str = "mixture_of_agents";
 
-impl<C: ModelClient> MixtureOfAgents<C> {
+    fn validate(&self) -> Result<()> {
+        // With listed proposers, each answers once and `n` is not used.
+        if self.proposers.is_empty() {
+            check_count("n", self.n)?;
+        }
+        check_temperature("temperature", self.temperature)?;
+        check_temperature("aggregator_temperature", self.aggregator_temperature)
+    }
+
+    fn policy(&self) -> CallPolicy {
+        CallPolicy::new(self.on_failure, self.concurrency)
+    }
+
     /// Gathers the proposals, synthesises them, and returns the trace.
-    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let started = Instant::now();
-        let Some(question) = request.last_user_message().map(str::to_owned) else {
-            return Err(Error::Unsupported {
-                detail: format!(
-                    "{} needs a user message to answer, and the request has none",
-                    Self::NAME
-                ),
-            });
-        };
-        let mut candidates = self.propose(&request).await?;
-        ensure_survivor(Self::NAME, &candidates)?;
+    async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
+        let question = question(&request, Self::NAME)?;
+        let mut candidates = self.propose(calls, &request).await?;
+        calls.ensure_survivor(&candidates)?;
         let count = candidates.len();
         let steps: Vec<Step> = candidates
             .iter()
@@ -280,7 +235,7 @@ impl<C: ModelClient> MixtureOfAgents<C> {
             .map(|c| c.text.as_str())
             .collect();
         if proposals.is_empty() {
-            return Err(no_proposal_to_aggregate(&candidates));
+            return Err(no_proposal_to_aggregate(calls, &candidates));
         }
         if !steps.is_empty() {
             tracing::warn!(
@@ -290,12 +245,11 @@ impl<C: ModelClient> MixtureOfAgents<C> {
             );
         }
         let prompt = aggregate_prompt(&question, &proposals);
-        let options = self.config.aggregator_options(&request.options);
+        let options = self.aggregator_options(&request.options);
         let aggregate_request =
             rewrite_last_user_message(request, Self::NAME, |_| prompt)?.with_options(options);
         let options = aggregate_request.options.clone();
-        let completion =
-            call_named(&self.inner, Self::NAME, "aggregate", aggregate_request).await?;
+        let completion = calls.named("aggregate", aggregate_request).await?;
         tracing::debug!(
             strategy = Self::NAME,
             proposals = proposals.len(),
@@ -303,30 +257,24 @@ impl<C: ModelClient> MixtureOfAgents<C> {
         );
         candidates.push(Candidate::generated(options, completion));
         let winner = candidates.len() - 1;
-        let usage = total_usage(&candidates, &[], started);
-        let mut outcome = finish_outcome(Self::NAME, candidates, winner, usage)?;
-        outcome.steps = steps;
-        Ok(outcome)
+        calls.finish(candidates, winner, steps, &[])
     }
+}
 
+impl Configured for MixtureOfAgentsConfig {}
+
+impl MixtureOfAgentsConfig {
     /// The proposals: samples of the wrapped client, or one answer from each listed proposer.
-    async fn propose(&self, request: &ChatRequest) -> Result<Vec<Candidate>> {
+    async fn propose(&self, calls: &Calls<'_>, request: &ChatRequest) -> Result<Vec<Candidate>> {
         if self.proposers.is_empty() {
-            let batch = BatchRequest {
-                request: request.clone(),
-                samples: self
-                    .config
-                    .proposal_options(&request.options, self.config.n),
-                concurrency: self.config.concurrency,
-            };
-            return generate_candidates(&self.inner, Self::NAME, batch, self.config.on_failure)
-                .await;
+            let samples = self.proposal_options(&request.options, self.n);
+            return calls.candidates(request.clone(), samples).await;
         }
         let count = self.proposers.len();
-        let options = self.config.proposal_options(&request.options, count);
+        let options = self.proposal_options(&request.options, count);
         // The calls are built before they enter the stream, each owning its proposer and
         // request, so the stream holds no closure over borrowed items.
-        let calls: Vec<_> = self
+        let answers: Vec<_> = self
             .proposers
             .iter()
             .zip(&options)
@@ -337,36 +285,20 @@ impl<C: ModelClient> MixtureOfAgents<C> {
                 )
             })
             .collect();
-        let results: Vec<Result<Completion>> = futures::stream::iter(calls)
-            .buffered(self.config.concurrency.get())
+        let results: Vec<Result<Completion>> = futures::stream::iter(answers)
+            .buffered(self.concurrency.get())
             .collect()
             .await;
-        let mut candidates = Vec::with_capacity(count);
-        for (index, (options, result)) in options.into_iter().zip(results).enumerate() {
-            let candidate = match result {
-                Ok(completion) => Candidate::generated(options, completion),
-                Err(source) => {
-                    // Named as generate_candidates names the wrapped client's proposals.
-                    let call = format!("candidate {index} of {count}");
-                    let dropped = on_failure(Self::NAME, call, source, self.config.on_failure)?;
-                    tracing::warn!(
-                        strategy = Self::NAME,
-                        call = %dropped.call,
-                        error = %dropped.error,
-                        "dropped a proposal"
-                    );
-                    Candidate::failed(options, dropped)
-                }
-            };
-            candidates.push(candidate);
-        }
-        Ok(candidates)
+        // Named as `Calls::candidates` names the wrapped client's proposals.
+        calls.candidates_from(options, results, |index| {
+            format!("candidate {index} of {count}")
+        })
     }
 }
 
 /// [`Error::AllCandidatesFailed`] for proposals of which none is left to aggregate: each one
 /// failed or is blank, and not all failed.
-fn no_proposal_to_aggregate(candidates: &[Candidate]) -> Error {
+fn no_proposal_to_aggregate(calls: &Calls<'_>, candidates: &[Candidate]) -> Error {
     let first_error = match candidates.iter().find_map(|c| c.dropped.as_ref()) {
         None => "every proposal was blank (only whitespace): nothing to aggregate".to_owned(),
         Some(failure) => format!(
@@ -375,33 +307,12 @@ fn no_proposal_to_aggregate(candidates: &[Candidate]) -> Error {
             failure.call, failure.error
         ),
     };
-    Error::AllCandidatesFailed {
-        strategy: MixtureOfAgents::<()>::NAME,
-        candidates: candidates.len(),
-        first_error,
-    }
+    calls.all_failed(candidates.len(), first_error)
 }
 
 /// One listed proposer's answer to `request`.
 async fn answer_once(proposer: Arc<dyn ModelClient>, request: ChatRequest) -> Result<Completion> {
     collect_completion(proposer.stream_chat(request)).await
-}
-
-impl<C: ModelClient> ModelClient for MixtureOfAgents<C> {
-    /// Runs the strategy, then streams the aggregator's answer as one delta.
-    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        outcome_stream(MixtureOfAgents::run(self, request))
-    }
-}
-
-impl<C: ModelClient> Strategy for MixtureOfAgents<C> {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(MixtureOfAgents::run(self, request))
-    }
 }
 
 #[cfg(test)]

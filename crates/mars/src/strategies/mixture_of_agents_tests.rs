@@ -1,6 +1,9 @@
 use super::*;
-use crate::client::{Message, ModelClientExt, Role, Usage};
+use crate::Error;
+use crate::client::ModelClient;
+use crate::client::{ModelClientExt, Role};
 use crate::strategies::sampling::derive_seeds;
+use crate::strategies::test_support::{self, options, positions, tokens};
 use crate::{ScriptedClient, Turn};
 
 fn config(n: usize) -> MixtureOfAgentsConfig {
@@ -12,28 +15,7 @@ fn config(n: usize) -> MixtureOfAgentsConfig {
 
 /// A conversation with a system prompt, an earlier exchange and a seeded last question.
 fn conversation() -> ChatRequest {
-    ChatRequest {
-        system: Some("You are terse.".into()),
-        messages: vec![
-            Message::user("Hi"),
-            Message::assistant("Hello."),
-            Message::user("Write add"),
-        ],
-        options: SamplingOptions {
-            seed: Some(7),
-            max_tokens: Some(256),
-            temperature: Some(0.3),
-            ..SamplingOptions::default()
-        },
-    }
-}
-
-fn tokens(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: Some(prompt),
-        completion_tokens: Some(completion),
-        ..Usage::default()
-    }
+    test_support::conversation("You are terse.", "Write add", options(0.3, 7, 256))
 }
 
 #[test]
@@ -45,14 +27,7 @@ fn aggregate_prompt_numbers_every_proposal_after_the_question() {
         "--- Answer 2 ---\nfn b() {}\n",
         "--- Answer 3 ---\nfn c() {}\n",
     ];
-    let positions: Vec<usize> = parts
-        .iter()
-        .map(|part| {
-            prompt
-                .find(part)
-                .unwrap_or_else(|| panic!("{part:?} in {prompt}"))
-        })
-        .collect();
+    let positions = positions(&prompt, &parts);
     assert!(question < positions[0] && positions[0] < positions[1] && positions[1] < positions[2]);
     assert!(!prompt.contains("Answer 4"));
     assert!(prompt.contains("one final answer"));
@@ -68,10 +43,11 @@ fn proposal_and_aggregator_options() {
     let proposals = config.proposal_options(&base, 3);
     let seeds: Vec<_> = proposals.iter().filter_map(|o| o.seed).collect();
     assert_eq!(seeds, derive_seeds(7, 3));
+    // The request's temperature (0.3) wins over the configured ones.
     assert!(
         proposals
             .iter()
-            .all(|o| o.temperature == Some(0.7) && o.max_tokens == Some(256))
+            .all(|o| o.temperature == Some(0.3) && o.max_tokens == Some(256))
     );
     let aggregator = config.aggregator_options(&base);
     assert_eq!(
@@ -80,8 +56,20 @@ fn proposal_and_aggregator_options() {
             aggregator.seed,
             aggregator.max_tokens
         ),
-        (Some(0.0), Some(7), Some(256))
+        (Some(0.3), Some(7), Some(256))
     );
+    // The configured ones fill in a request without a temperature.
+    let unset = SamplingOptions {
+        temperature: None,
+        ..base.clone()
+    };
+    assert!(
+        config
+            .proposal_options(&unset, 3)
+            .iter()
+            .all(|o| o.temperature == Some(0.7))
+    );
+    assert_eq!(config.aggregator_options(&unset).temperature, Some(0.0));
     let keep = MixtureOfAgentsConfig {
         temperature: None,
         aggregator_temperature: None,
@@ -162,7 +150,8 @@ async fn proposals_then_one_aggregation_keeping_the_conversation() {
     for proposal in &requests[..3] {
         assert_eq!(proposal.system, conversation().system);
         assert_eq!(proposal.messages, conversation().messages);
-        assert_eq!(proposal.options.temperature, Some(0.7));
+        // The request's temperature, not the configured one.
+        assert_eq!(proposal.options.temperature, Some(0.3));
     }
     let mut seeds: Vec<_> = requests[..3]
         .iter()
@@ -186,9 +175,10 @@ async fn proposals_then_one_aggregation_keeping_the_conversation() {
         aggregate.last_user_message(),
         Some(aggregate_prompt("Write add", &texts).as_str())
     );
+    // The request's temperature and seed, not the configured aggregator temperature.
     assert_eq!(
         (aggregate.options.temperature, aggregate.options.seed),
-        (Some(0.0), Some(7))
+        (Some(0.3), Some(7))
     );
     assert_eq!(outcome.candidates[3].options, aggregate.options);
 }
@@ -289,7 +279,10 @@ async fn a_failed_aggregation_names_the_call() {
     match strategy.run("Q".into()).await.unwrap_err() {
         Error::StrategyCall { call, source, .. } => {
             assert_eq!(call, "aggregate");
-            assert!(matches!(*source, Error::Scripted { .. }));
+            assert!(matches!(
+                crate::ScriptedError::of(&source),
+                Some(crate::ScriptedError::Failed { .. })
+            ));
         }
         other => panic!("{other:?}"),
     }
@@ -335,7 +328,7 @@ async fn listed_proposers_each_answer_once_and_the_wrapped_client_aggregates() {
         assert_eq!(requests[0].messages, conversation().messages);
         assert_eq!(
             (requests[0].options.seed, requests[0].options.temperature),
-            (Some(seed), Some(0.7))
+            (Some(seed), Some(0.3))
         );
     }
     let aggregate = strategy.inner().requests();

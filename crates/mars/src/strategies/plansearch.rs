@@ -49,20 +49,14 @@
 
 use std::num::NonZeroUsize;
 
-use futures::StreamExt;
-use futures::future::BoxFuture;
-use tokio::time::Instant;
-
+use super::calls::{CallPolicy, Calls};
+use super::parsing::{numbered, parse_list};
+use super::request::rewrite_last_user_message;
 use super::sampling::{DEFAULT_BASE_SEED, check_count, derive_seeds};
-use super::selection::{Selector, choose_best, score_candidates, validate_selector};
-use super::{
-    Candidate, FailurePolicy, Outcome, Step, Strategy, call_step, call_steps, ensure_survivor,
-    finish_outcome, on_failure, outcome_stream, rewrite_last_user_message, steps_usage,
-    total_usage,
-};
-use crate::client::{
-    BatchRequest, ChatRequest, EventStream, ModelClient, SamplingOptions, collect_completion,
-};
+use super::selection::{Selector, validate_selector};
+use super::trace::{Candidate, FailurePolicy, Outcome, Step};
+use super::wrapper::{Algorithm, Configured, StrategyClient};
+use crate::client::{BatchRequest, ChatRequest, SamplingOptions};
 use crate::error::{Error, Result};
 
 /// Configuration of [`PlanSearch`].
@@ -115,89 +109,6 @@ impl PlanSearchConfig {
             })
             .collect()
     }
-
-    fn validate(&self) -> Result<()> {
-        for (field, value) in [
-            ("observations", self.observations),
-            ("derived", self.derived),
-            ("plans", self.plans),
-        ] {
-            if value == 0 {
-                return Err(Error::InvalidConfig {
-                    field,
-                    reason: "plan search needs at least one".into(),
-                });
-            }
-            check_count(field, value)?;
-        }
-        validate_selector(&self.selector)
-    }
-}
-
-/// The items of a numbered (`1.`, `1)`, `1:`) or bulleted (`-`, `*`, `•`) list in a model's
-/// reply, in order, without their markers.
-///
-/// Text before the first item is ignored (a preamble). A line that is not an item continues the
-/// current item (joined with a space) when it follows it directly or is indented deeper than the
-/// list; after a blank line, an unindented line ends the list item, and the text up to the next
-/// item is ignored (a conclusion). Markers indented deeper than the first item are nested lists
-/// and continue the current item. `**1.**`-style bold numbers are read as numbers. Items with no
-/// letter or digit are dropped. Empty when the reply has no list.
-pub fn parse_list(text: &str) -> Vec<String> {
-    let mut items: Vec<String> = Vec::new();
-    let mut list_indent: Option<usize> = None;
-    let mut open = false;
-    let mut after_blank = false;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() {
-            after_blank = true;
-            continue;
-        }
-        let indent = line.len() - line.trim_start().len();
-        let nested = list_indent.is_some_and(|top| indent > top);
-        match list_item(trimmed) {
-            Some(item) if !nested => {
-                list_indent.get_or_insert(indent);
-                items.push(item.to_owned());
-                open = true;
-            }
-            _ => {
-                let continues = open && (!after_blank || nested);
-                match items.last_mut() {
-                    Some(last) if continues => {
-                        if !last.is_empty() {
-                            last.push(' ');
-                        }
-                        last.push_str(trimmed);
-                    }
-                    _ => open = false,
-                }
-            }
-        }
-        after_blank = false;
-    }
-    items.retain(|item| item.chars().any(char::is_alphanumeric));
-    items
-}
-
-/// The text of a list item after its marker, or `None` when `line` (trimmed) is not an item.
-fn list_item(line: &str) -> Option<&str> {
-    for bullet in ['-', '*', '•', '+'] {
-        if let Some(rest) = line.strip_prefix(bullet)
-            && (rest.is_empty() || rest.starts_with(char::is_whitespace))
-        {
-            return Some(rest.trim());
-        }
-    }
-    let unbolded = line.strip_prefix("**").unwrap_or(line);
-    let digits = unbolded.bytes().take_while(u8::is_ascii_digit).count();
-    if digits == 0 || digits > 3 {
-        return None;
-    }
-    let rest = unbolded[digits..].strip_prefix(['.', ')', ':'])?;
-    let rest = rest.strip_prefix("**").unwrap_or(rest);
-    (rest.is_empty() || rest.starts_with(char::is_whitespace)).then(|| rest.trim())
 }
 
 /// Which observations each plan is built on, as indices into the combined list (the `initial`
@@ -271,16 +182,6 @@ pub fn code_prompt(question: &str, plan: &str) -> String {
     )
 }
 
-/// `items` as a numbered list, one per line.
-fn numbered<S: AsRef<str>>(items: &[S]) -> String {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| format!("{}. {}", i + 1, item.as_ref().trim()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// The items kept from a list reply (at most `max`), and a note when the reply was not a list
 /// or had more items than kept.
 fn keep_list(reply: &str, max: usize, what: &str) -> (Vec<String>, Option<String>) {
@@ -304,46 +205,45 @@ fn keep_list(reply: &str, max: usize, what: &str) -> (Vec<String>, Option<String
     (items, None)
 }
 
-/// PlanSearch over an inner client (see the [module docs](self)).
-#[derive(Debug, Clone)]
-pub struct PlanSearch<C> {
-    inner: C,
-    config: PlanSearchConfig,
-}
-
-impl<C> PlanSearch<C> {
-    /// The name recorded in [`Outcome::strategy`].
-    pub const NAME: &'static str = "plansearch";
-
-    /// Wraps `inner`; fails with [`Error::InvalidConfig`] when a count is 0 or the judge's
-    /// instruction, token limit or temperature is invalid.
-    pub fn new(inner: C, config: PlanSearchConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(PlanSearch { inner, config })
-    }
-
-    /// The wrapped client.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// Gives the wrapped client back.
-    pub fn into_inner(self) -> C {
-        self.inner
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &PlanSearchConfig {
-        &self.config
+fn with_note(step: Step, note: Option<String>) -> Step {
+    match note {
+        Some(note) => step.noted(note),
+        None => step,
     }
 }
 
-impl<C: ModelClient> PlanSearch<C> {
+/// PlanSearch over an inner client (see the [module docs](self)); `new` fails with
+/// [`Error::InvalidConfig`] when a count is 0 or the judge settings are invalid.
+pub type PlanSearch<C> = StrategyClient<PlanSearchConfig, C>;
+
+impl Algorithm for PlanSearchConfig {
+    const NAME: &'static str = "plansearch";
+
+    fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("observations", self.observations),
+            ("derived", self.derived),
+            ("plans", self.plans),
+        ] {
+            if value == 0 {
+                return Err(Error::InvalidConfig {
+                    field,
+                    reason: "plan search needs at least one".into(),
+                });
+            }
+            check_count(field, value)?;
+        }
+        validate_selector(&self.selector)
+    }
+
+    fn policy(&self) -> CallPolicy {
+        CallPolicy::new(self.on_failure, self.concurrency)
+    }
+
     /// Gathers observations, writes the plans and their programs, scores the programs and
     /// returns the trace.
-    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let started = Instant::now();
-        let config = &self.config;
+    async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
+        let config = self;
         let rewrite = |prompt: &dyn Fn(&str) -> String| {
             rewrite_last_user_message(request.clone(), Self::NAME, prompt)
         };
@@ -356,13 +256,13 @@ impl<C: ModelClient> PlanSearch<C> {
 
         let call = rewrite(&|q| observations_prompt(q, config.observations))?
             .with_options(observation_options.clone());
-        let step = call_step(&self.inner, Self::NAME, "observations".into(), call).await?;
+        let step = calls.step("observations".into(), call).await?;
         let (observations, note) = keep_list(&step.text, config.observations, "observation");
         let mut steps = vec![with_note(step, note)];
 
         let call = rewrite(&|q| derived_prompt(q, &observations, config.derived))?
             .with_options(observation_options);
-        let step = call_step(&self.inner, Self::NAME, "derived observations".into(), call).await?;
+        let step = calls.step("derived observations".into(), call).await?;
         let (derived, note) = keep_list(&step.text, config.derived, "derived observation");
         steps.push(with_note(step, note));
 
@@ -382,96 +282,42 @@ impl<C: ModelClient> PlanSearch<C> {
             let call = rewrite(&|q| plan_prompt(q, &chosen))?;
             plan_calls.push((format!("plan {i}"), call.with_options(options.clone())));
         }
-        let plans = call_steps(
-            &self.inner,
-            Self::NAME,
-            plan_calls,
-            config.concurrency.get(),
-        )
-        .await?;
+        let plans = calls.steps(plan_calls).await?;
 
-        let mut candidates = self.write_programs(&request, &plans, options).await?;
+        let mut candidates = write_programs(calls, &request, &plans, options).await?;
         steps.extend(plans);
-        ensure_survivor(Self::NAME, &candidates)?;
-        let judge_usage = score_candidates(
-            &self.inner,
-            Self::NAME,
-            &request,
-            &config.selector,
-            config.base_seed,
-            &mut candidates,
-            config.concurrency.get(),
-            config.on_failure,
-        )
-        .await?;
-        let winner = choose_best(Self::NAME, &candidates)?;
-        let mut extra = steps_usage(&steps);
-        extra.extend(judge_usage);
-        let usage = total_usage(&candidates, &extra, started);
-        let mut outcome = finish_outcome(Self::NAME, candidates, winner, usage)?;
-        outcome.steps = steps;
-        Ok(outcome)
-    }
-
-    /// One program per plan, concurrently; failures follow `on_failure`.
-    async fn write_programs(
-        &self,
-        request: &ChatRequest,
-        plans: &[Step],
-        options: Vec<SamplingOptions>,
-    ) -> Result<Vec<Candidate>> {
-        let mut calls = Vec::with_capacity(plans.len());
-        for (plan, options) in plans.iter().zip(&options) {
-            let call = rewrite_last_user_message(request.clone(), Self::NAME, |q| {
-                code_prompt(q, &plan.text)
-            })?;
-            calls.push(call.with_options(options.clone()));
-        }
-        let inner = &self.inner;
-        let results: Vec<_> = futures::stream::iter(calls)
-            .map(|call| collect_completion(inner.stream_chat(call)))
-            .buffered(self.config.concurrency.get())
-            .collect()
-            .await;
-        let mut candidates = Vec::with_capacity(results.len());
-        for (i, (options, result)) in options.into_iter().zip(results).enumerate() {
-            match result {
-                Ok(completion) => candidates.push(Candidate::generated(options, completion)),
-                Err(source) => {
-                    let call = format!("code for plan {i}");
-                    let dropped = on_failure(Self::NAME, call, source, self.config.on_failure)?;
-                    let (call, error) = (&dropped.call, &dropped.error);
-                    tracing::warn!(strategy = Self::NAME, %call, %error, "dropped a candidate");
-                    candidates.push(Candidate::failed(options, dropped));
-                }
-            }
-        }
-        Ok(candidates)
+        calls.ensure_survivor(&candidates)?;
+        let judge_usage = calls
+            .score(
+                &request,
+                &config.selector,
+                config.base_seed,
+                &mut candidates,
+            )
+            .await?;
+        let winner = calls.choose_best(&candidates)?;
+        calls.finish(candidates, winner, steps, &judge_usage)
     }
 }
 
-fn with_note(step: Step, note: Option<String>) -> Step {
-    match note {
-        Some(note) => step.noted(note),
-        None => step,
-    }
-}
+impl Configured for PlanSearchConfig {}
 
-impl<C: ModelClient> ModelClient for PlanSearch<C> {
-    /// Runs the strategy, then streams the chosen program as one delta.
-    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        outcome_stream(PlanSearch::run(self, request))
+/// One program per plan, within the concurrency bound; failures follow the failure policy.
+async fn write_programs(
+    calls: &Calls<'_>,
+    request: &ChatRequest,
+    plans: &[Step],
+    options: Vec<SamplingOptions>,
+) -> Result<Vec<Candidate>> {
+    let mut requests = Vec::with_capacity(plans.len());
+    for (plan, options) in plans.iter().zip(&options) {
+        let call = rewrite_last_user_message(request.clone(), calls.strategy(), |q| {
+            code_prompt(q, &plan.text)
+        })?;
+        requests.push(call.with_options(options.clone()));
     }
-}
-
-impl<C: ModelClient> Strategy for PlanSearch<C> {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(PlanSearch::run(self, request))
-    }
+    let results = calls.answers(requests).await;
+    calls.candidates_from(options, results, |i| format!("code for plan {i}"))
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 use super::super::selection::{JudgeConfig, Verifier};
 use super::super::{Score, Step};
 use super::*;
+use crate::Error;
 use crate::backends::scripted::{ScriptedClient, Turn};
 use crate::client::{Message, Role, Usage};
 use crate::strategies::sampling::derive_seeds;
+use crate::strategies::test_support::{conversation, options};
 
 #[test]
 fn lists_are_parsed_from_numbered_and_bulleted_replies() {
@@ -188,20 +190,7 @@ fn model(ratings: fn(char) -> &'static str) -> ScriptedClient {
 }
 
 fn request() -> ChatRequest {
-    ChatRequest {
-        system: Some("Use Rust.".into()),
-        messages: vec![
-            Message::user("earlier"),
-            Message::assistant("ok"),
-            Message::user("Find duplicates."),
-        ],
-        options: SamplingOptions {
-            temperature: Some(0.3),
-            seed: Some(7),
-            max_tokens: Some(200),
-            ..SamplingOptions::default()
-        },
-    }
+    conversation("Use Rust.", "Find duplicates.", options(0.3, 7, 200))
 }
 
 #[tokio::test]

@@ -22,7 +22,9 @@
 //! # Ok::<_, mars::Error>(()) }).unwrap();
 //! ```
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 
@@ -31,117 +33,245 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::pipeline::Pipeline;
 use super::selection::{Selector, Verifier};
 use super::voting::AnswerKey;
+use super::wrapper::{Algorithm, Strategy, StrategyClient};
 use super::{
-    Baseline, BestOfN, BestOfNConfig, CotReflection, CotReflectionConfig, DiverseSampling,
-    DiverseSamplingConfig, Leap, LeapConfig, MixtureOfAgents, MixtureOfAgentsConfig, PlanSearch,
-    PlanSearchConfig, ReRead, ReReadConfig, RoundTrip, RoundTripConfig, SelfConsistency,
-    SelfConsistencyConfig, Strategy,
+    BaselineConfig, BestOfNConfig, CotReflectionConfig, DiverseSamplingConfig, LeapConfig,
+    MixtureOfAgentsConfig, PlanSearchConfig, ReReadConfig, RoundTripConfig, SelfConsistencyConfig,
 };
 use crate::client::{BatchRequest, ModelClient};
 use crate::error::{Error, Result};
 
-/// A strategy the registry can build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StrategyName {
-    /// [`Baseline`]: one call, the request unchanged.
-    Baseline,
-    /// [`ReRead`]: the question stated twice (RE2).
-    ReRead,
-    /// [`DiverseSampling`]: samples at spread temperatures, majority vote.
-    DiverseSampling,
-    /// [`BestOfN`]: candidates rated by a judge (or scored by a verifier).
-    BestOfN,
-    /// [`SelfConsistency`]: samples at one temperature, majority vote over final answers.
-    SelfConsistency,
-    /// [`MixtureOfAgents`]: proposals, then one aggregation.
-    MixtureOfAgents,
-    /// [`CotReflection`]: thinking, reflection and output sections; the output returned.
-    CotReflection,
-    /// [`PlanSearch`]: observations, plans, code per plan, then selection.
-    PlanSearch,
-    /// [`Leap`]: principles learned from mistakes on examples, then the answer.
-    Leap,
-    /// [`RoundTrip`]: code, description, code again, synthesis when they differ.
-    Rto,
+/// The inner client of a strategy built by the registry.
+pub type Client<'a> = Box<dyn ModelClient + 'a>;
+
+/// A row's builder: the strategy over `client`, with the shared [`Defaults`] and, for a
+/// `_verifier` stage, the verifier.
+type Build = for<'a> fn(Client<'a>, &Defaults, Option<Verifier>) -> Result<Box<dyn Strategy + 'a>>;
+
+/// A strategy the registry can build: one row of [`StrategyName::ALL`], holding its mars name,
+/// its optillm slug, its cost in model calls, whether it can select with a verifier, and its
+/// builder.
+#[derive(Clone, Copy)]
+pub struct StrategyName {
+    name: &'static str,
+    slug: &'static str,
+    model_calls: &'static str,
+    takes_verifier: bool,
+    build: Build,
+}
+
+/// The strategy with configuration `config` over `client`, boxed.
+fn boxed<'a, M: Algorithm + 'a>(client: Client<'a>, config: M) -> Result<Box<dyn Strategy + 'a>> {
+    Ok(Box::new(StrategyClient::build(client, config)?))
 }
 
 impl StrategyName {
-    /// Every strategy, in the order reports list them.
-    pub const ALL: [StrategyName; 10] = [
-        StrategyName::Baseline,
-        StrategyName::ReRead,
-        StrategyName::DiverseSampling,
-        StrategyName::BestOfN,
-        StrategyName::SelfConsistency,
-        StrategyName::MixtureOfAgents,
-        StrategyName::CotReflection,
-        StrategyName::PlanSearch,
-        StrategyName::Leap,
-        StrategyName::Rto,
+    /// The registry: every strategy, in the order reports list them. Adding a strategy is one
+    /// file in `src/strategies/`, one `mod` line and one row here.
+    pub const ALL: &'static [StrategyName] = &[
+        StrategyName {
+            name: BaselineConfig::NAME,
+            slug: "none",
+            model_calls: "1",
+            takes_verifier: false,
+            build: |client, _, _| boxed(client, BaselineConfig),
+        },
+        StrategyName {
+            name: ReReadConfig::NAME,
+            slug: "re2",
+            model_calls: "1",
+            takes_verifier: false,
+            build: |client, _, _| boxed(client, ReReadConfig::default()),
+        },
+        StrategyName {
+            name: DiverseSamplingConfig::NAME,
+            slug: "diverse",
+            model_calls: "n",
+            takes_verifier: false,
+            build: |client, defaults, _| {
+                let base = DiverseSamplingConfig::default();
+                let config = DiverseSamplingConfig {
+                    n: defaults.n,
+                    answer_key: defaults
+                        .answer_key
+                        .clone()
+                        .unwrap_or(base.answer_key.clone()),
+                    concurrency: defaults.concurrency,
+                    ..base
+                };
+                boxed(client, config)
+            },
+        },
+        StrategyName {
+            name: BestOfNConfig::NAME,
+            slug: "bon",
+            model_calls: "2n with the judge, n with the verifier",
+            takes_verifier: true,
+            build: |client, defaults, verifier| {
+                let base = BestOfNConfig::default();
+                let config = BestOfNConfig {
+                    n: defaults.n,
+                    temperature: defaults.temperature.or(base.temperature),
+                    selector: verifier.map_or(base.selector.clone(), Selector::Verifier),
+                    concurrency: defaults.concurrency,
+                    ..base
+                };
+                boxed(client, config)
+            },
+        },
+        StrategyName {
+            name: SelfConsistencyConfig::NAME,
+            slug: "self_consistency",
+            model_calls: "n",
+            takes_verifier: true,
+            build: |client, defaults, verifier| {
+                let base = SelfConsistencyConfig::default();
+                let config = SelfConsistencyConfig {
+                    n: defaults.n,
+                    temperature: defaults.temperature.or(base.temperature),
+                    answer_key: defaults
+                        .answer_key
+                        .clone()
+                        .unwrap_or(base.answer_key.clone()),
+                    verifier,
+                    concurrency: defaults.concurrency,
+                    ..base
+                };
+                boxed(client, config)
+            },
+        },
+        StrategyName {
+            name: MixtureOfAgentsConfig::NAME,
+            slug: "moa",
+            model_calls: "n + 1",
+            takes_verifier: false,
+            build: |client, defaults, _| {
+                let base = MixtureOfAgentsConfig::default();
+                let config = MixtureOfAgentsConfig {
+                    n: defaults.n,
+                    temperature: defaults.temperature.or(base.temperature),
+                    concurrency: defaults.concurrency,
+                    ..base
+                };
+                boxed(client, config)
+            },
+        },
+        StrategyName {
+            name: CotReflectionConfig::NAME,
+            slug: "cot_reflection",
+            model_calls: "1",
+            takes_verifier: false,
+            build: |client, _, _| boxed(client, CotReflectionConfig::default()),
+        },
+        StrategyName {
+            name: PlanSearchConfig::NAME,
+            slug: "plansearch",
+            model_calls: "2 + 3n with the judge, 2 + 2n with the verifier",
+            takes_verifier: true,
+            build: |client, defaults, verifier| {
+                let base = PlanSearchConfig::default();
+                // One first observation per plan at least, so that every plan's subset differs.
+                let config = PlanSearchConfig {
+                    plans: defaults.n,
+                    observations: base.observations.max(defaults.n),
+                    selector: verifier.map_or(base.selector.clone(), Selector::Verifier),
+                    concurrency: defaults.concurrency,
+                    ..base
+                };
+                boxed(client, config)
+            },
+        },
+        StrategyName {
+            name: LeapConfig::NAME,
+            slug: "leap",
+            model_calls: "2 + e + m, +1 to condense the principles; e examples (at most 3), \
+                          m mistakes",
+            takes_verifier: false,
+            build: |client, defaults, _| {
+                let config = LeapConfig {
+                    concurrency: defaults.concurrency,
+                    ..LeapConfig::default()
+                };
+                boxed(client, config)
+            },
+        },
+        StrategyName {
+            name: RoundTripConfig::NAME,
+            slug: "rto",
+            model_calls: "3, or 4 when the two codes differ",
+            takes_verifier: false,
+            build: |client, _, _| boxed(client, RoundTripConfig::default()),
+        },
     ];
 
     /// mars's name: the name in [`Outcome::strategy`](super::Outcome::strategy), reports and
     /// the benchmark's tables.
     pub fn name(self) -> &'static str {
-        match self {
-            StrategyName::Baseline => "baseline",
-            StrategyName::ReRead => "reread",
-            StrategyName::DiverseSampling => "diverse_sampling",
-            StrategyName::BestOfN => "best_of_n",
-            StrategyName::SelfConsistency => "self_consistency",
-            StrategyName::MixtureOfAgents => "mixture_of_agents",
-            StrategyName::CotReflection => "cot_reflection",
-            StrategyName::PlanSearch => "plansearch",
-            StrategyName::Leap => "leap",
-            StrategyName::Rto => "rto",
-        }
+        self.name
     }
 
     /// optillm's slug for the same approach.
     pub fn slug(self) -> &'static str {
-        match self {
-            StrategyName::Baseline => "none",
-            StrategyName::ReRead => "re2",
-            StrategyName::DiverseSampling => "diverse",
-            StrategyName::BestOfN => "bon",
-            StrategyName::SelfConsistency => "self_consistency",
-            StrategyName::MixtureOfAgents => "moa",
-            StrategyName::CotReflection => "cot_reflection",
-            StrategyName::PlanSearch => "plansearch",
-            StrategyName::Leap => "leap",
-            StrategyName::Rto => "rto",
-        }
+        self.slug
     }
 
     /// Its cost in model calls, `n` being [`Defaults::n`] (as the strategy's docs give it).
     pub fn model_calls(self) -> &'static str {
-        match self {
-            StrategyName::Baseline | StrategyName::ReRead | StrategyName::CotReflection => "1",
-            StrategyName::DiverseSampling | StrategyName::SelfConsistency => "n",
-            StrategyName::BestOfN => "2n with the judge, n with the verifier",
-            StrategyName::MixtureOfAgents => "n + 1",
-            StrategyName::PlanSearch => "2 + 3n with the judge, 2 + 2n with the verifier",
-            StrategyName::Leap => {
-                "2 + e + m, +1 to condense the principles; e examples (at most 3), m mistakes"
-            }
-            StrategyName::Rto => "3, or 4 when the two codes differ",
-        }
+        self.model_calls
     }
 
     /// Whether the strategy can select with a [`Verifier`] (the `_verifier` suffix).
     pub fn takes_verifier(self) -> bool {
-        matches!(
-            self,
-            StrategyName::BestOfN | StrategyName::SelfConsistency | StrategyName::PlanSearch
-        )
+        self.takes_verifier
     }
 
     /// The strategy named `text`: its mars name or its optillm slug (`baseline` and `none`
-    /// both name [`StrategyName::Baseline`]).
+    /// both name the baseline).
     pub fn parse(text: &str) -> Option<StrategyName> {
         Self::ALL
-            .into_iter()
-            .find(|s| s.name() == text || s.slug() == text)
+            .iter()
+            .copied()
+            .find(|s| s.name == text || s.slug == text)
+    }
+
+    /// Its row in [`ALL`](Self::ALL), which orders strategies.
+    fn position(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|s| s.name == self.name)
+            .unwrap_or(usize::MAX)
+    }
+}
+
+impl fmt::Debug for StrategyName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StrategyName").field(&self.name).finish()
+    }
+}
+
+impl PartialEq for StrategyName {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for StrategyName {}
+
+impl Hash for StrategyName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl PartialOrd for StrategyName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for StrategyName {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.position().cmp(&other.position())
     }
 }
 
@@ -209,9 +339,9 @@ impl StrategySpec {
         matches!(
             self.stages.as_slice(),
             [Stage {
-                strategy: StrategyName::Baseline,
+                strategy,
                 verifier: false
-            }]
+            }] if strategy.name() == BaselineConfig::NAME
         )
     }
 
@@ -223,21 +353,23 @@ impl StrategySpec {
     /// The seed's four strategies: baseline, reread, diverse_sampling, best_of_n.
     pub fn seed() -> Vec<StrategySpec> {
         [
-            StrategyName::Baseline,
-            StrategyName::ReRead,
-            StrategyName::DiverseSampling,
-            StrategyName::BestOfN,
+            BaselineConfig::NAME,
+            ReReadConfig::NAME,
+            DiverseSamplingConfig::NAME,
+            BestOfNConfig::NAME,
         ]
         .into_iter()
+        .filter_map(StrategyName::parse)
         .map(StrategySpec::single)
         .collect()
     }
 
     /// Every strategy once, then each verifier variant.
     pub fn all() -> Vec<StrategySpec> {
-        let plain = StrategyName::ALL.into_iter().map(StrategySpec::single);
+        let plain = StrategyName::ALL.iter().copied().map(StrategySpec::single);
         let verified = StrategyName::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|s| s.takes_verifier())
             .map(|strategy| {
                 Self::from_stages(vec![Stage {
@@ -314,7 +446,12 @@ fn parse_stage(stage: &str, spec: &str) -> Result<Stage> {
             return Err(unknown(format!(
                 "{stage:?}: {} does not select with a verifier (these do: {})",
                 strategy.name(),
-                names(StrategyName::ALL.into_iter().filter(|s| s.takes_verifier()))
+                names(
+                    StrategyName::ALL
+                        .iter()
+                        .copied()
+                        .filter(|s| s.takes_verifier())
+                )
             )));
         }
         return Ok(Stage {
@@ -325,9 +462,18 @@ fn parse_stage(stage: &str, spec: &str) -> Result<Stage> {
     Err(unknown(format!(
         "unknown strategy {stage:?}; known: seed, all, {} (optillm slugs: {}), a \
          `{VERIFIER_SUFFIX}` suffix on {}, and pipelines a&b",
-        names(StrategyName::ALL.into_iter()),
-        StrategyName::ALL.map(StrategyName::slug).join(", "),
-        names(StrategyName::ALL.into_iter().filter(|s| s.takes_verifier())),
+        names(StrategyName::ALL.iter().copied()),
+        StrategyName::ALL
+            .iter()
+            .map(|s| s.slug)
+            .collect::<Vec<_>>()
+            .join(", "),
+        names(
+            StrategyName::ALL
+                .iter()
+                .copied()
+                .filter(|s| s.takes_verifier())
+        ),
     )))
 }
 
@@ -357,8 +503,8 @@ pub struct Defaults {
     /// Candidates, samples or proposers of the strategies that draw several (default 3).
     pub n: usize,
     /// Temperature of the strategies that sample several answers at one temperature (best of n,
-    /// self-consistency, mixture-of-agents proposers); `None` (the default) keeps each
-    /// strategy's own.
+    /// self-consistency, mixture-of-agents proposers) when the request sets none; `None` (the
+    /// default) keeps each strategy's own. The request's temperature always wins.
     pub temperature: Option<f32>,
     /// The verifier of `_verifier` stages; building one without it is an error.
     pub verifier: Option<Verifier>,
@@ -428,88 +574,7 @@ where
     } else {
         None
     };
-    let n = defaults.n;
-    let concurrency = defaults.concurrency;
-    Ok(match stage.strategy {
-        StrategyName::Baseline => Box::new(Baseline::new(client)),
-        StrategyName::ReRead => Box::new(ReRead::new(client, ReReadConfig::default())?),
-        StrategyName::DiverseSampling => {
-            let base = DiverseSamplingConfig::default();
-            let config = DiverseSamplingConfig {
-                n,
-                answer_key: defaults
-                    .answer_key
-                    .clone()
-                    .unwrap_or(base.answer_key.clone()),
-                concurrency,
-                ..base
-            };
-            Box::new(DiverseSampling::new(client, config)?)
-        }
-        StrategyName::BestOfN => {
-            let base = BestOfNConfig::default();
-            let config = BestOfNConfig {
-                n,
-                temperature: defaults.temperature.or(base.temperature),
-                selector: verifier
-                    .clone()
-                    .map_or(base.selector.clone(), Selector::Verifier),
-                concurrency,
-                ..base
-            };
-            Box::new(BestOfN::new(client, config)?)
-        }
-        StrategyName::SelfConsistency => {
-            let base = SelfConsistencyConfig::default();
-            let config = SelfConsistencyConfig {
-                n,
-                temperature: defaults.temperature.or(base.temperature),
-                answer_key: defaults
-                    .answer_key
-                    .clone()
-                    .unwrap_or(base.answer_key.clone()),
-                verifier: verifier.clone(),
-                concurrency,
-                ..base
-            };
-            Box::new(SelfConsistency::new(client, config)?)
-        }
-        StrategyName::MixtureOfAgents => {
-            let base = MixtureOfAgentsConfig::default();
-            let config = MixtureOfAgentsConfig {
-                n,
-                temperature: defaults.temperature.or(base.temperature),
-                concurrency,
-                ..base
-            };
-            Box::new(MixtureOfAgents::new(client, config)?)
-        }
-        StrategyName::CotReflection => {
-            Box::new(CotReflection::new(client, CotReflectionConfig::default())?)
-        }
-        StrategyName::PlanSearch => {
-            let base = PlanSearchConfig::default();
-            // One first observation per plan at least, so that every plan's subset differs.
-            let config = PlanSearchConfig {
-                plans: n,
-                observations: base.observations.max(n),
-                selector: verifier
-                    .clone()
-                    .map_or(base.selector.clone(), Selector::Verifier),
-                concurrency,
-                ..base
-            };
-            Box::new(PlanSearch::new(client, config)?)
-        }
-        StrategyName::Leap => {
-            let config = LeapConfig {
-                concurrency,
-                ..LeapConfig::default()
-            };
-            Box::new(Leap::new(client, config)?)
-        }
-        StrategyName::Rto => Box::new(RoundTrip::new(client, RoundTripConfig::default())?),
-    })
+    (stage.strategy.build)(Box::new(client), defaults, verifier)
 }
 
 #[cfg(test)]

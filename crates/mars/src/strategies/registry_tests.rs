@@ -1,6 +1,7 @@
 //! Tests of the registry: names, slugs, specs, lists, serialisation, building.
 
 use super::*;
+use crate::Error;
 
 #[test]
 fn specs_parse_slugs_and_names_and_display_names() {
@@ -237,5 +238,55 @@ fn absurd_counts_are_configuration_errors() {
             ..Defaults::default()
         };
         assert!(build(&spec, &client, &most).is_ok(), "{name}");
+    }
+}
+
+/// The one rule for sampling options: with `Defaults::default()`, every inner call of every
+/// registered strategy (and of a pipeline) carries the request's temperature 0.2 and token limit
+/// 64, and its seed is the request's 7 or one derived from it. The documented exceptions:
+/// DiverseSampling's temperature ladder, and a judge call's own token limit.
+#[tokio::test]
+async fn the_requests_sampling_options_win_in_every_inner_call() {
+    use crate::strategies::sampling::{derive_seeds, spaced_temperatures};
+    use crate::strategies::test_support::request;
+    let verifier = Verifier::new(|_request, candidate: &str| {
+        let score = candidate.len() as f64;
+        async move { score }
+    });
+    let defaults = Defaults {
+        verifier: Some(verifier),
+        ..Defaults::default()
+    };
+    let judge = crate::strategies::JudgeConfig::default();
+    let mut seeds = derive_seeds(7, defaults.n);
+    seeds.push(7);
+    let mut specs = StrategySpec::all();
+    specs.push("re2&bon&moa&cot_reflection&rto".parse().unwrap());
+    for spec in specs {
+        let client = obliging_model();
+        let strategy = build(&spec, &client, &defaults).unwrap();
+        strategy.run(request("Write f.")).await.unwrap();
+        let sent = client.requests();
+        assert!(!sent.is_empty(), "{spec}");
+        let diverse = spec.as_str() == "diverse_sampling";
+        if diverse {
+            // The ladder is DiverseSampling's algorithm: its documented exception.
+            let mut got: Vec<f32> = sent.iter().filter_map(|c| c.options.temperature).collect();
+            got.sort_by(f32::total_cmp);
+            assert_eq!(got, spaced_temperatures(0.2, 1.0, defaults.n), "{spec}");
+        }
+        for (i, call) in sent.iter().enumerate() {
+            let options = &call.options;
+            let is_judge = call
+                .last_user_message()
+                .is_some_and(|m| m.starts_with("Rate the above"));
+            if !diverse {
+                assert_eq!(options.temperature, Some(0.2), "{spec}: call {i}");
+            }
+            let max_tokens = if is_judge { judge.max_tokens } else { 64 };
+            assert_eq!(options.max_tokens, Some(max_tokens), "{spec}: call {i}");
+            let seed = options.seed.unwrap_or(u64::MAX);
+            assert!(seeds.contains(&seed), "{spec}: call {i}: seed {seed}");
+        }
     }
 }

@@ -43,16 +43,14 @@
 //! # Ok::<_, mars::Error>(()) }).unwrap();
 //! ```
 
-use futures::future::BoxFuture;
-use tokio::time::Instant;
-
-use super::{
-    Candidate, Outcome, Strategy, call_named, call_step, finish_outcome, outcome_stream,
-    rewrite_last_user_message, step_options, steps_usage, total_usage,
-};
-use crate::client::{ChatRequest, Completion, EventStream, Message, ModelClient};
+use super::calls::Calls;
+use super::request::{fill_temperature, question, rewrite_last_user_message};
+use super::sampling::check_temperature;
+use super::trace::{Candidate, Outcome};
+use super::wrapper::{Algorithm, Configured, StrategyClient};
+use crate::client::{ChatRequest, Message};
 use crate::code::{CodeSource, ExtractedCode, fenced_blocks, normalize_code};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The follow-up instruction that asks for a description of the first code.
 pub const DESCRIBE_INSTRUCTION: &str = "Describe the code you just wrote as an instruction \
@@ -63,9 +61,10 @@ pub const DESCRIBE_INSTRUCTION: &str = "Describe the code you just wrote as an i
 /// Configuration of [`RoundTrip`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoundTripConfig {
-    /// The temperature of every call (default 0.1, as optillm's `rto`: near-greedy, so that a
-    /// disagreement reflects the description rather than sampling noise); `None` keeps the
-    /// request's. The request's other options (seed, token limit, ...) are kept.
+    /// The temperature of every call when the request sets none (default 0.1, as optillm's
+    /// `rto`: near-greedy, so that a disagreement reflects the description rather than sampling
+    /// noise); the request's temperature wins. The request's other options (seed, token limit,
+    /// ...) are kept.
     pub temperature: Option<f32>,
 }
 
@@ -74,20 +73,6 @@ impl Default for RoundTripConfig {
         RoundTripConfig {
             temperature: Some(0.1),
         }
-    }
-}
-
-impl RoundTripConfig {
-    fn validate(&self) -> Result<()> {
-        if let Some(t) = self.temperature
-            && (!t.is_finite() || t < 0.0)
-        {
-            return Err(Error::InvalidConfig {
-                field: "temperature",
-                reason: format!("{t} is not a temperature (finite, at least 0)"),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -189,64 +174,29 @@ fn round_trip_note(
     notes.join("; ")
 }
 
-/// Round-trip optimisation over an inner client (see the [module docs](self)).
-#[derive(Debug, Clone)]
-pub struct RoundTrip<C> {
-    inner: C,
-    config: RoundTripConfig,
-}
+/// Round-trip optimisation over an inner client (see the [module docs](self)); `new` fails with
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when the temperature is invalid.
+pub type RoundTrip<C> = StrategyClient<RoundTripConfig, C>;
 
-impl<C> RoundTrip<C> {
-    /// The name recorded in [`Outcome::strategy`].
-    pub const NAME: &'static str = "rto";
+impl Algorithm for RoundTripConfig {
+    const NAME: &'static str = "rto";
 
-    /// Wraps `inner`; fails with [`Error::InvalidConfig`] when the temperature is invalid.
-    pub fn new(inner: C, config: RoundTripConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(RoundTrip { inner, config })
+    fn validate(&self) -> Result<()> {
+        check_temperature("temperature", self.temperature)
     }
 
-    /// The wrapped client.
-    pub fn inner(&self) -> &C {
-        &self.inner
-    }
-
-    /// Gives the wrapped client back.
-    pub fn into_inner(self) -> C {
-        self.inner
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &RoundTripConfig {
-        &self.config
-    }
-}
-
-impl<C: ModelClient> RoundTrip<C> {
     /// Writes, describes, rewrites and (when the codes differ) reconciles; returns the trace.
-    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let started = Instant::now();
-        let Some(question) = request.last_user_message().map(str::to_owned) else {
-            return Err(Error::Unsupported {
-                detail: format!(
-                    "{} needs a user message to answer, and the request has none",
-                    Self::NAME
-                ),
-            });
-        };
-        let options = step_options(&request.options, self.config.temperature);
+    async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
+        let question = question(&request, Self::NAME)?;
+        let options = fill_temperature(&request.options, self.temperature);
         let request = request.with_options(options.clone());
 
-        let first = self.call("first code", request.clone()).await?;
+        let first = calls.named("first code", request.clone()).await?;
         let first_code = round_trip_code(&first.text);
         let description_request = description_request(request.clone(), &first.text);
-        let description = call_step(
-            &self.inner,
-            Self::NAME,
-            "description".into(),
-            description_request,
-        )
-        .await?;
+        let description = calls
+            .step("description".into(), description_request)
+            .await?;
         let blank_description = description.text.trim().is_empty();
         let second_prompt = if blank_description {
             question.as_str()
@@ -254,7 +204,7 @@ impl<C: ModelClient> RoundTrip<C> {
             description.text.trim()
         };
         let second_request = second_code_request(&request, second_prompt);
-        let second = self.call("second code", second_request).await?;
+        let second = calls.named("second code", second_request).await?;
         let second_code = round_trip_code(&second.text);
         let agreed = codes_agree(&first_code.code, &second_code.code);
         tracing::debug!(strategy = Self::NAME, agreed, "round trip compared");
@@ -275,39 +225,16 @@ impl<C: ModelClient> RoundTrip<C> {
         } else {
             let prompt = synthesis_prompt(&question, &first_code.code, &second_code.code);
             let synthesis_request = rewrite_last_user_message(request, Self::NAME, |_| prompt)?;
-            let synthesis = self.call("synthesis", synthesis_request).await?;
+            let synthesis = calls.named("synthesis", synthesis_request).await?;
             candidates.push(Candidate::generated(options, synthesis));
             2
         };
         let steps = vec![step];
-        let usage = total_usage(&candidates, &steps_usage(&steps), started);
-        let mut outcome = finish_outcome(Self::NAME, candidates, winner, usage)?;
-        outcome.steps = steps;
-        Ok(outcome)
-    }
-
-    /// One call of the round trip; a failure is [`Error::StrategyCall`] naming `stage`.
-    async fn call(&self, stage: &str, request: ChatRequest) -> Result<Completion> {
-        call_named(&self.inner, Self::NAME, stage, request).await
+        calls.finish(candidates, winner, steps, &[])
     }
 }
 
-impl<C: ModelClient> ModelClient for RoundTrip<C> {
-    /// Runs the strategy, then streams the chosen answer as one delta.
-    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        outcome_stream(RoundTrip::run(self, request))
-    }
-}
-
-impl<C: ModelClient> Strategy for RoundTrip<C> {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(RoundTrip::run(self, request))
-    }
-}
+impl Configured for RoundTripConfig {}
 
 #[cfg(test)]
 #[path = "rto_tests.rs"]

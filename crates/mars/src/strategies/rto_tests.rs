@@ -1,5 +1,7 @@
 use super::*;
-use crate::client::{ModelClientExt, SamplingOptions, Usage};
+use crate::Error;
+use crate::client::{ModelClientExt, SamplingOptions};
+use crate::strategies::test_support::{self, options, positions, tokens};
 use crate::{ScriptedClient, Turn};
 
 const C1: &str = "Here you go:\n```rust\nfn add(a: i32, b: i32) -> i32 { a + b }\n```\nDone.";
@@ -10,27 +12,12 @@ const SYNTHESIS: &str = "```rust\nfn add(a: i32, b: i32) -> i32 { a.wrapping_add
 
 /// A conversation with a system prompt, an earlier exchange and a seeded last question.
 fn conversation() -> ChatRequest {
-    ChatRequest {
-        system: Some("You write Rust.".into()),
-        messages: vec![
-            Message::user("Hi"),
-            Message::assistant("Hello."),
-            Message::user("Write add"),
-        ],
-        options: SamplingOptions {
-            seed: Some(3),
-            max_tokens: Some(512),
-            temperature: Some(0.9),
-            ..SamplingOptions::default()
-        },
-    }
+    test_support::conversation("You write Rust.", "Write add", options(0.9, 3, 512))
 }
 
+/// The options of every call: the request's (its temperature wins over the configured 0.1).
 fn expected_options() -> SamplingOptions {
-    SamplingOptions {
-        temperature: Some(0.1),
-        ..conversation().options
-    }
+    conversation().options
 }
 
 fn strategy(replies: Vec<Turn>) -> RoundTrip<ScriptedClient> {
@@ -82,14 +69,8 @@ fn agreement_ignores_layout_and_comments_but_not_code() {
 #[test]
 fn prompts_carry_what_the_model_needs() {
     let prompt = synthesis_prompt("Write add", "fn a() {}", "fn b() {}");
-    let positions: Vec<usize> = ["Write add", "```\nfn a() {}\n```", "```\nfn b() {}\n```"]
-        .iter()
-        .map(|part| {
-            prompt
-                .find(part)
-                .unwrap_or_else(|| panic!("{part:?} in {prompt}"))
-        })
-        .collect();
+    let parts = ["Write add", "```\nfn a() {}\n```", "```\nfn b() {}\n```"];
+    let positions = positions(&prompt, &parts);
     assert!(positions[0] < positions[1] && positions[1] < positions[2]);
     assert!(prompt.contains("Reply with the code only"));
 
@@ -197,14 +178,6 @@ async fn disagreement_adds_a_synthesis_that_answers() {
     assert_eq!(synthesis.options, expected_options());
 }
 
-fn tokens(prompt: u64, completion: u64) -> Usage {
-    Usage {
-        prompt_tokens: Some(prompt),
-        completion_tokens: Some(completion),
-        ..Usage::default()
-    }
-}
-
 #[tokio::test]
 async fn junk_replies_without_code_blocks_are_compared_whole() {
     let strategy = strategy(vec![
@@ -290,7 +263,10 @@ async fn an_error_in_each_stage_names_it() {
                 source,
             } => {
                 assert_eq!((name, call.as_str()), ("rto", *stage));
-                assert!(matches!(*source, Error::Scripted { .. }));
+                assert!(matches!(
+                    crate::ScriptedError::of(&source),
+                    Some(crate::ScriptedError::Failed { .. })
+                ));
             }
             other => panic!("{stage}: {other:?}"),
         }
@@ -334,4 +310,23 @@ async fn configuration_and_requests_it_refuses() {
             .iter()
             .all(|r| r.options == conversation().options)
     );
+}
+
+#[tokio::test]
+async fn a_request_without_a_temperature_gets_the_configured_one() {
+    let strategy = strategy(vec![
+        Turn::text(C1),
+        Turn::text(DESCRIPTION),
+        Turn::text(C1_SAME),
+    ]);
+    let mut request = conversation();
+    request.options.temperature = None;
+    strategy.run(request).await.unwrap();
+    for sent in strategy.inner().requests() {
+        let expected = SamplingOptions {
+            temperature: Some(0.1),
+            ..conversation().options
+        };
+        assert_eq!(sent.options, expected);
+    }
 }

@@ -42,18 +42,17 @@ pub const MAX_SAMPLES: usize = 1024;
 /// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming `field` unless `1 <= n <=`
 /// [`MAX_SAMPLES`].
 pub(crate) fn check_count(field: &'static str, n: usize) -> crate::Result<()> {
-    if (1..=MAX_SAMPLES).contains(&n) {
-        return Ok(());
-    }
-    Err(crate::Error::InvalidConfig {
-        field,
-        reason: format!("{n} is not between 1 and {MAX_SAMPLES}"),
-    })
+    let reason = match n {
+        0 => "at least one is needed".to_owned(),
+        1..=MAX_SAMPLES => return Ok(()),
+        _ => format!("{n} is not between 1 and {MAX_SAMPLES}"),
+    };
+    Err(crate::Error::InvalidConfig { field, reason })
 }
 
-/// The options of `n` samples of one request at one temperature: the request's options `base`
-/// with `temperature` (when set) and the seeds [`derive_seeds`] gives for `base.seed`, or for
-/// `base_seed` when the request has none.
+/// The options of `n` samples of one request at one temperature: the request's options `base`,
+/// its temperature filled in with `temperature` when it sets none (the request's wins), and the
+/// seeds [`derive_seeds`] gives for `base.seed`, or for `base_seed` when the request has none.
 pub fn seeded_samples(
     base: &SamplingOptions,
     temperature: Option<f32>,
@@ -63,11 +62,26 @@ pub fn seeded_samples(
     derive_seeds(base.seed.unwrap_or(base_seed), n)
         .into_iter()
         .map(|seed| SamplingOptions {
-            temperature: temperature.or(base.temperature),
+            temperature: base.temperature.or(temperature),
             seed: Some(seed),
             ..base.clone()
         })
         .collect()
+}
+
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) naming `field` unless `temperature`
+/// is unset or finite and at least 0.
+pub(crate) fn check_temperature(
+    field: &'static str,
+    temperature: Option<f32>,
+) -> crate::Result<()> {
+    match temperature {
+        Some(t) if !t.is_finite() || t < 0.0 => Err(crate::Error::InvalidConfig {
+            field,
+            reason: format!("{t} is not a temperature (finite, at least 0)"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// `n` distinct seeds derived from `base`, each below [`SEED_BOUND`].
@@ -100,73 +114,5 @@ fn splitmix64_finalise(x: u64) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temperatures_are_evenly_spaced_and_end_exactly_on_the_bounds() {
-        let cases: &[(f32, f32, usize, &[f32])] = &[
-            (0.2, 1.0, 0, &[]),
-            (0.2, 1.0, 1, &[0.2]),
-            (0.2, 1.0, 2, &[0.2, 1.0]),
-            (0.2, 1.0, 5, &[0.2, 0.4, 0.6, 0.8, 1.0]),
-            (0.0, 1.5, 4, &[0.0, 0.5, 1.0, 1.5]),
-            (0.7, 0.7, 3, &[0.7, 0.7, 0.7]),
-        ];
-        for &(min, max, n, expected) in cases {
-            let got = spaced_temperatures(min, max, n);
-            assert_eq!(got.len(), expected.len(), "{min}..={max} n={n}");
-            for (g, e) in got.iter().zip(expected) {
-                assert!((g - e).abs() < 1e-6, "{min}..={max} n={n}: {got:?}");
-            }
-            if n > 0 {
-                assert_eq!(got[0], min);
-                assert_eq!(got[n - 1], if n == 1 { min } else { max });
-            }
-        }
-    }
-
-    #[test]
-    fn splitmix_matches_the_reference_sequence() {
-        // First outputs of the reference SplitMix64 seeded with 0 (state += gamma; output mix).
-        assert_eq!(splitmix64_finalise(GOLDEN_GAMMA), 0xE220_A839_7B1D_CDAF);
-        assert_eq!(
-            splitmix64_finalise(GOLDEN_GAMMA.wrapping_mul(2)),
-            0x6E78_9E6A_A1B9_65F4
-        );
-    }
-
-    #[test]
-    fn seeds_are_deterministic_distinct_and_bounded() {
-        for base in [0, 1, 42, u64::MAX] {
-            let seeds = derive_seeds(base, 64);
-            assert_eq!(seeds, derive_seeds(base, 64), "deterministic");
-            assert_eq!(
-                seeds[..5],
-                derive_seeds(base, 5)[..],
-                "a prefix of longer lists"
-            );
-            let mut unique = seeds.clone();
-            unique.sort_unstable();
-            unique.dedup();
-            assert_eq!(unique.len(), 64, "distinct for base {base}");
-            assert!(seeds.iter().all(|&s| s < SEED_BOUND));
-        }
-        assert_eq!(derive_seeds(0, 2), vec![0x7B1D_CDAF, 0x21B9_65F4]);
-        assert_ne!(derive_seeds(0, 4), derive_seeds(1, 4));
-    }
-
-    #[test]
-    fn nearby_bases_do_not_share_seeds() {
-        // An outer strategy hands consecutive-looking seeds to inner strategies; their derived
-        // lists must not coincide shifted by one, as `base + i` would make them.
-        let a = derive_seeds(7, 8);
-        let b = derive_seeds(8, 8);
-        assert!(a.iter().all(|s| !b.contains(s)), "{a:?} vs {b:?}");
-    }
-
-    #[test]
-    fn no_seeds_for_no_samples() {
-        assert!(derive_seeds(3, 0).is_empty());
-    }
-}
+#[path = "sampling_tests.rs"]
+mod tests;

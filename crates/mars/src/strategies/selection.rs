@@ -6,9 +6,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 
+use super::calls::Calls;
 use super::rating::{DEFAULT_JUDGE_INSTRUCTION, judge_request, parse_rating};
-use super::{Candidate, FailurePolicy, Score, ensure_survivor, failed_call_usage, on_failure};
-use crate::client::{ChatRequest, ModelClient, SamplingOptions, Usage, collect_completion};
+use super::trace::{Candidate, Score, failed_call_usage};
+use crate::client::{ChatRequest, SamplingOptions, Usage};
 use crate::error::{Error, Result};
 
 /// How [`BestOfN`](super::BestOfN) and [`PlanSearch`](super::PlanSearch) score their
@@ -33,9 +34,11 @@ pub struct JudgeConfig {
     /// The request to rate, sent as a user message after the candidate (see
     /// [`rating::judge_request`](super::rating::judge_request)).
     pub instruction: String,
-    /// Temperature of the judge calls (default 0: the most likely rating).
+    /// Temperature of the judge calls when the request sets none (default 0: the most likely
+    /// rating); the request's temperature wins.
     pub temperature: f32,
-    /// Most tokens a judge may write (default 16: room for `Rating: 7/10`, not for an essay).
+    /// Most tokens a judge may write (default 16: room for `Rating: 7/10`, not for an essay);
+    /// used instead of the request's token limit.
     pub max_tokens: u32,
 }
 
@@ -132,15 +135,18 @@ pub fn select_best(candidates: &[Ranked]) -> Option<usize> {
     best.map(|(index, _, _)| index)
 }
 
-/// The sampling options of judge calls: the judge's temperature and token limit, and the
-/// request's seed (or `base_seed` when it has none), so that a seeded run is reproducible.
+/// The sampling options of judge calls: the request's temperature (the judge's when the request
+/// sets none: the request's options win), the judge's token limit (a rating needs a few tokens,
+/// so this is the one option a judge call does not take from the request), and the request's
+/// seed (or `base_seed` when it has none), so that a seeded run is reproducible. The request's
+/// other options (stop strings, top-p, top-k) are for answers, not ratings, and are not sent.
 pub fn judge_options(
     judge: &JudgeConfig,
     base: &SamplingOptions,
     base_seed: u64,
 ) -> SamplingOptions {
     SamplingOptions {
-        temperature: Some(judge.temperature),
+        temperature: base.temperature.or(Some(judge.temperature)),
         max_tokens: Some(judge.max_tokens),
         seed: Some(base.seed.unwrap_or(base_seed)),
         ..SamplingOptions::default()
@@ -175,56 +181,6 @@ pub(crate) fn validate_selector(selector: &Selector) -> Result<()> {
     Ok(())
 }
 
-/// Scores every surviving candidate with `selector`, at most `concurrency` calls at a time, and
-/// returns the usage of the judge calls (none for a verifier). A failed judge call follows
-/// `policy`: the error, or the candidate dropped.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn score_candidates<C: ModelClient + ?Sized>(
-    inner: &C,
-    strategy: &'static str,
-    request: &ChatRequest,
-    selector: &Selector,
-    base_seed: u64,
-    candidates: &mut [Candidate],
-    concurrency: usize,
-    policy: FailurePolicy,
-) -> Result<Vec<Usage>> {
-    match selector {
-        Selector::Judge(judge) => {
-            let options = judge_options(judge, &request.options, base_seed);
-            judge_all(
-                inner,
-                strategy,
-                request,
-                judge,
-                options,
-                candidates,
-                concurrency,
-                policy,
-            )
-            .await
-        }
-        Selector::Verifier(verifier) => {
-            verify_all(request, verifier, candidates, concurrency).await;
-            Ok(Vec::new())
-        }
-    }
-}
-
-/// The index of the best surviving candidate by its score (see [`select_best`]);
-/// [`Error::AllCandidatesFailed`] when none survives.
-pub(crate) fn choose_best(strategy: &'static str, candidates: &[Candidate]) -> Result<usize> {
-    ensure_survivor(strategy, candidates)?;
-    let ranked: Vec<Ranked> = candidates.iter().map(ranked).collect();
-    let winner = select_best(&ranked).ok_or(Error::AllCandidatesFailed {
-        strategy,
-        candidates: candidates.len(),
-        first_error: "no candidate was left to select".into(),
-    })?;
-    tracing::debug!(strategy, winner, ?ranked, "candidates scored");
-    Ok(winner)
-}
-
 /// What selection sees of a candidate: its score (judge rating or verifier score) and length.
 pub(crate) fn ranked(candidate: &Candidate) -> Ranked {
     if candidate.dropped.is_some() {
@@ -238,231 +194,125 @@ pub(crate) fn ranked(candidate: &Candidate) -> Ranked {
     Some((score, candidate.text.chars().count()))
 }
 
-/// Rates every surviving candidate in its own judge call; returns the judge calls' usage.
-#[allow(clippy::too_many_arguments)]
-async fn judge_all<C: ModelClient + ?Sized>(
-    inner: &C,
-    strategy: &'static str,
-    request: &ChatRequest,
-    judge: &JudgeConfig,
-    options: SamplingOptions,
-    candidates: &mut [Candidate],
-    concurrency: usize,
-    policy: FailurePolicy,
-) -> Result<Vec<Usage>> {
-    let calls: Vec<(usize, ChatRequest)> = candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.dropped.is_none())
-        .map(|(i, c)| {
-            let call = judge_request(request, &c.text, &judge.instruction, options.clone());
-            (i, call)
-        })
-        .collect();
-    let results: Vec<_> = futures::stream::iter(calls)
-        .map(|(i, call)| async move { (i, collect_completion(inner.stream_chat(call)).await) })
-        .buffered(concurrency.max(1))
-        .collect()
-        .await;
-    let mut usage = Vec::with_capacity(results.len());
-    for (i, result) in results {
-        let Some(candidate) = candidates.get_mut(i) else {
-            continue;
-        };
-        match result {
-            Ok(reply) => {
-                let rating = parse_rating(&reply.text);
-                if rating.is_none() {
-                    tracing::debug!(candidate = i, reply = %reply.text, "unparseable rating");
-                }
-                usage.push(reply.usage.clone());
-                candidate.score = Score::Judge {
-                    rating: rating.unwrap_or(0.0),
-                    parsed: rating.is_some(),
-                    reply: reply.text,
-                    usage: reply.usage,
-                };
+/// Judge and verifier scoring, through the run's [`Calls`]: its client, failure policy and
+/// concurrency bound.
+impl Calls<'_> {
+    /// Scores the surviving candidates with `selector` and returns the usage of the judge calls
+    /// (none for a verifier). A failed judge call follows the failure policy: the error, or
+    /// its candidate dropped. Judge calls are seeded from the request's seed, or `base_seed`.
+    pub(crate) async fn score(
+        &self,
+        request: &ChatRequest,
+        selector: &Selector,
+        base_seed: u64,
+        candidates: &mut [Candidate],
+    ) -> Result<Vec<Usage>> {
+        match selector {
+            Selector::Judge(judge) => {
+                let options = judge_options(judge, &request.options, base_seed);
+                self.judge(request, judge, options, candidates).await
             }
-            Err(source) => {
-                let call = format!("judge call for candidate {i}");
-                let failure = on_failure(strategy, call, source, policy)?;
-                tracing::warn!(call = %failure.call, error = %failure.error, "dropped a candidate");
-                usage.push(failed_call_usage());
-                candidate.dropped = Some(failure);
+            Selector::Verifier(verifier) => {
+                self.verify(request, verifier, candidates).await;
+                Ok(Vec::new())
             }
         }
     }
-    Ok(usage)
-}
 
-/// Scores every surviving candidate with the verifier.
-async fn verify_all(
-    request: &ChatRequest,
-    verifier: &Verifier,
-    candidates: &mut [Candidate],
-    concurrency: usize,
-) {
-    // Boxed futures built up front (a closure over boxed futures inside the stream trips the
-    // compiler's higher-ranked `Send` check); each calls the verifier only when first polled,
-    // so at most `concurrency` verifier calls run at once, their synchronous part included.
-    let jobs: Vec<BoxFuture<'static, (usize, f64)>> = candidates
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| c.dropped.is_none())
-        .map(|(i, c)| {
-            let (verifier, request, text) = (verifier.clone(), request.clone(), c.text.clone());
-            Box::pin(async move { (i, verifier.score(&request, &text).await) })
-                as BoxFuture<'static, (usize, f64)>
-        })
-        .collect();
-    let scores: Vec<(usize, f64)> = futures::stream::iter(jobs)
-        .buffered(concurrency.max(1))
-        .collect()
-        .await;
-    for (i, score) in scores {
-        if let Some(candidate) = candidates.get_mut(i) {
-            candidate.score = Score::Verifier {
-                score: (!score.is_nan()).then_some(score),
+    /// The winner of scored candidates by [`select_best`]; [`Error::AllCandidatesFailed`] when
+    /// every candidate was dropped.
+    pub(crate) fn choose_best(&self, candidates: &[Candidate]) -> Result<usize> {
+        self.ensure_survivor(candidates)?;
+        let ranked: Vec<Ranked> = candidates.iter().map(ranked).collect();
+        let first_error = "no candidate was left to select".to_owned();
+        let winner = select_best(&ranked).ok_or(self.all_failed(candidates.len(), first_error))?;
+        let strategy = self.strategy();
+        tracing::debug!(strategy, winner, ?ranked, "candidates scored");
+        Ok(winner)
+    }
+
+    /// One judge call per surviving candidate, within the concurrency bound.
+    async fn judge(
+        &self,
+        request: &ChatRequest,
+        judge: &JudgeConfig,
+        options: SamplingOptions,
+        candidates: &mut [Candidate],
+    ) -> Result<Vec<Usage>> {
+        let (indices, calls): (Vec<usize>, Vec<ChatRequest>) = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.dropped.is_none())
+            .map(|(i, c)| {
+                let call = judge_request(request, &c.text, &judge.instruction, options.clone());
+                (i, call)
+            })
+            .unzip();
+        let results = self.answers(calls).await;
+        let mut usage = Vec::with_capacity(results.len());
+        for (i, result) in indices.into_iter().zip(results) {
+            let Some(candidate) = candidates.get_mut(i) else {
+                continue;
             };
+            match result {
+                Ok(reply) => {
+                    let rating = parse_rating(&reply.text);
+                    if rating.is_none() {
+                        tracing::debug!(candidate = i, reply = %reply.text, "unparseable rating");
+                    }
+                    usage.push(reply.usage.clone());
+                    candidate.score = Score::Judge {
+                        rating: rating.unwrap_or(0.0),
+                        parsed: rating.is_some(),
+                        reply: reply.text,
+                        usage: reply.usage,
+                    };
+                }
+                Err(source) => {
+                    let failure = self.failed(format!("judge call for candidate {i}"), source)?;
+                    tracing::warn!(call = %failure.call, error = %failure.error, "dropped a candidate");
+                    usage.push(failed_call_usage());
+                    candidate.dropped = Some(failure);
+                }
+            }
+        }
+        Ok(usage)
+    }
+
+    /// Scores every surviving candidate with `verifier`, within the concurrency bound.
+    pub(crate) async fn verify(
+        &self,
+        request: &ChatRequest,
+        verifier: &Verifier,
+        candidates: &mut [Candidate],
+    ) {
+        // Boxed futures built up front (a closure over boxed futures inside the stream trips the
+        // compiler's higher-ranked `Send` check); each calls the verifier only when first polled,
+        // so at most `concurrency` verifier calls run at once, their synchronous part included.
+        let jobs: Vec<BoxFuture<'static, (usize, f64)>> = candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.dropped.is_none())
+            .map(|(i, c)| {
+                let (verifier, request, text) = (verifier.clone(), request.clone(), c.text.clone());
+                Box::pin(async move { (i, verifier.score(&request, &text).await) })
+                    as BoxFuture<'static, (usize, f64)>
+            })
+            .collect();
+        let scores: Vec<(usize, f64)> = futures::stream::iter(jobs)
+            .buffered(self.concurrency().get())
+            .collect()
+            .await;
+        for (i, score) in scores {
+            if let Some(candidate) = candidates.get_mut(i) {
+                candidate.score = Score::Verifier {
+                    score: (!score.is_nan()).then_some(score),
+                };
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn verifier_calls_are_bounded_by_the_concurrency() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let (flight, peak) = (in_flight.clone(), most.clone());
-        // The synchronous part of the call counts as in flight until its future ends.
-        let verifier = Verifier::new(move |_request: &ChatRequest, _candidate: &str| {
-            let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
-            peak.fetch_max(now, Ordering::SeqCst);
-            let flight = flight.clone();
-            async move {
-                tokio::task::yield_now().await;
-                flight.fetch_sub(1, Ordering::SeqCst);
-                1.0
-            }
-        });
-        let completion = |text: &str| crate::client::Completion {
-            text: text.into(),
-            finish_reason: crate::client::FinishReason::Stop,
-            usage: Usage::default(),
-        };
-        let mut candidates: Vec<Candidate> = ["a", "b", "c"]
-            .into_iter()
-            .map(|t| Candidate::generated(SamplingOptions::default(), completion(t)))
-            .collect();
-        let client = crate::ScriptedClient::new([]);
-        let judge_usage = score_candidates(
-            &client,
-            "test",
-            &ChatRequest::new("q"),
-            &Selector::Verifier(verifier),
-            0,
-            &mut candidates,
-            1,
-            FailurePolicy::Fail,
-        )
-        .await
-        .unwrap();
-        assert!(judge_usage.is_empty());
-        assert_eq!(most.load(Ordering::SeqCst), 1);
-        assert!(
-            candidates
-                .iter()
-                .all(|c| c.score == Score::Verifier { score: Some(1.0) })
-        );
-    }
-
-    #[test]
-    fn best_is_highest_score_then_shortest_then_first() {
-        let cases: &[(&[Ranked], Option<usize>)] = &[
-            (&[], None),
-            (&[None, None], None),
-            (&[Some((3.0, 10))], Some(0)),
-            (
-                &[Some((3.0, 10)), Some((7.0, 500)), Some((5.0, 1))],
-                Some(1),
-            ),
-            // Equal scores: the shorter answer wins.
-            (
-                &[Some((8.0, 30)), Some((8.0, 12)), Some((8.0, 20))],
-                Some(1),
-            ),
-            // Equal scores and lengths: the lower index wins.
-            (&[Some((8.0, 12)), Some((8.0, 12))], Some(0)),
-            // Dropped candidates never win.
-            (&[None, Some((0.0, 5)), None], Some(1)),
-            // NaN loses to any number, even a negative one.
-            (&[Some((f64::NAN, 1)), Some((-2.0, 9))], Some(1)),
-            (&[Some((0.0, 9)), Some((0.0, 9)), Some((0.0, 3))], Some(2)),
-        ];
-        for &(candidates, expected) in cases {
-            assert_eq!(select_best(candidates), expected, "{candidates:?}");
-        }
-    }
-
-    #[test]
-    fn judge_settings_are_validated_by_field() {
-        let judge = |config: JudgeConfig| Selector::Judge(config);
-        let cases: Vec<(Selector, Option<&str>)> = vec![
-            (Selector::default(), None),
-            (
-                Selector::Verifier(Verifier::new(|_: &ChatRequest, _: &str| async { 0.0 })),
-                None,
-            ),
-            (
-                judge(JudgeConfig {
-                    instruction: "\n ".into(),
-                    ..JudgeConfig::default()
-                }),
-                Some("selector.instruction"),
-            ),
-            (
-                judge(JudgeConfig {
-                    max_tokens: 0,
-                    ..JudgeConfig::default()
-                }),
-                Some("selector.max_tokens"),
-            ),
-            (
-                judge(JudgeConfig {
-                    temperature: f32::NAN,
-                    ..JudgeConfig::default()
-                }),
-                Some("selector.temperature"),
-            ),
-            (
-                judge(JudgeConfig {
-                    temperature: -0.1,
-                    ..JudgeConfig::default()
-                }),
-                Some("selector.temperature"),
-            ),
-        ];
-        for (selector, expected) in cases {
-            let field = match validate_selector(&selector) {
-                Ok(()) => None,
-                Err(Error::InvalidConfig { field, .. }) => Some(field),
-                Err(other) => panic!("{other:?}"),
-            };
-            assert_eq!(field, expected, "{selector:?}");
-        }
-    }
-
-    #[tokio::test]
-    async fn verifier_sees_request_and_candidate() {
-        let verifier = Verifier::new(|request: &ChatRequest, candidate: &str| {
-            let score = (request.last_user_message().unwrap_or("").len() + candidate.len()) as f64;
-            async move { score }
-        });
-        let score = verifier.score(&ChatRequest::new("abc"), "de").await;
-        assert_eq!(score, 5.0);
-    }
-}
+#[path = "selection_tests.rs"]
+mod tests;

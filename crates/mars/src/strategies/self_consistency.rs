@@ -5,7 +5,7 @@
 //! with a verifier, filtered as in AlphaCode (Li et al. 2022) before the vote.
 //!
 //! Algorithm: the request is sampled k times at one temperature with distinct seeds derived from
-//! the request's seed, all through one [`ModelClient::complete_batch`] call. Each answer is
+//! the request's seed, all through one [`ModelClient::complete_batch`](crate::ModelClient::complete_batch) call. Each answer is
 //! reduced to its final answer ([`AnswerKey::FinalAnswer`]: the `\boxed{}` value, else the
 //! normalised code of its first fenced block, else what follows "the answer is", else the last
 //! line) and the most common final answer wins, ties going to the earliest sample, whose full
@@ -42,25 +42,22 @@
 
 use std::num::NonZeroUsize;
 
-use futures::future::BoxFuture;
-use tokio::time::Instant;
-
-use super::sampling::{DEFAULT_BASE_SEED, check_count, seeded_samples};
-use super::selection::{Selector, Verifier, score_candidates};
+use super::calls::{CallPolicy, Calls};
+use super::sampling::{DEFAULT_BASE_SEED, check_count, check_temperature, seeded_samples};
+use super::selection::Verifier;
+use super::trace::{Candidate, FailurePolicy, Outcome, Score};
 use super::voting::{AnswerKey, majority};
-use super::{
-    Candidate, FailurePolicy, Outcome, Score, Strategy, ensure_survivor, finish_outcome,
-    generate_candidates, outcome_stream, total_usage,
-};
-use crate::client::{BatchRequest, ChatRequest, EventStream, ModelClient, SamplingOptions};
-use crate::error::{Error, Result};
+use super::wrapper::{Algorithm, Configured, StrategyClient};
+use crate::client::{BatchRequest, ChatRequest, SamplingOptions};
+use crate::error::Result;
 
 /// Configuration of [`SelfConsistency`].
 #[derive(Debug, Clone)]
 pub struct SelfConsistencyConfig {
     /// How many samples, k (default 5); must be at least 1.
     pub n: usize,
-    /// The temperature of every sample (default 0.7); `None` keeps the request's.
+    /// The temperature of every sample when the request sets none (default 0.7); the
+    /// request's temperature wins.
     pub temperature: Option<f32>,
     /// How answers are reduced before they vote (default [`AnswerKey::FinalAnswer`]).
     pub answer_key: AnswerKey,
@@ -91,29 +88,10 @@ impl Default for SelfConsistencyConfig {
 
 impl SelfConsistencyConfig {
     /// The sampling options of each sample for a request with options `base`: `base` with
-    /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`] (its base
+    /// [`temperature`](Self::temperature) (when set) and the seed from [`derive_seeds`](super::sampling::derive_seeds) (its base
     /// is `base.seed`, or [`base_seed`](Self::base_seed) when the request has none).
     pub fn samples(&self, base: &SamplingOptions) -> Vec<SamplingOptions> {
         seeded_samples(base, self.temperature, self.base_seed, self.n)
-    }
-
-    fn validate(&self) -> Result<()> {
-        if self.n == 0 {
-            return Err(Error::InvalidConfig {
-                field: "n",
-                reason: "self-consistency needs at least one sample".into(),
-            });
-        }
-        check_count("n", self.n)?;
-        if let Some(t) = self.temperature
-            && (!t.is_finite() || t < 0.0)
-        {
-            return Err(Error::InvalidConfig {
-                field: "temperature",
-                reason: format!("{t} is not a temperature (finite, at least 0)"),
-            });
-        }
-        Ok(())
     }
 }
 
@@ -138,62 +116,33 @@ pub fn top_scored(scores: &[Option<Option<f64>>]) -> Vec<bool> {
         .collect()
 }
 
-/// Self-consistency: a majority vote over sampled final answers (see the [module docs](self)).
-#[derive(Debug, Clone)]
-pub struct SelfConsistency<C> {
-    inner: C,
-    config: SelfConsistencyConfig,
-}
+/// Self-consistency over an inner client (see the [module docs](self)); `new` fails with
+/// [`Error::InvalidConfig`](crate::Error::InvalidConfig) when `n` is 0 or the temperature is invalid.
+pub type SelfConsistency<C> = StrategyClient<SelfConsistencyConfig, C>;
 
-impl<C> SelfConsistency<C> {
-    /// The name recorded in [`Outcome::strategy`].
-    pub const NAME: &'static str = "self_consistency";
+impl Algorithm for SelfConsistencyConfig {
+    const NAME: &'static str = "self_consistency";
 
-    /// Wraps `inner`; fails with [`Error::InvalidConfig`] when `n` is 0 or the temperature is
-    /// not one.
-    pub fn new(inner: C, config: SelfConsistencyConfig) -> Result<Self> {
-        config.validate()?;
-        Ok(SelfConsistency { inner, config })
+    fn validate(&self) -> Result<()> {
+        check_count("n", self.n)?;
+        check_temperature("temperature", self.temperature)?;
+        Ok(())
     }
 
-    /// The wrapped client.
-    pub fn inner(&self) -> &C {
-        &self.inner
+    fn policy(&self) -> CallPolicy {
+        CallPolicy::new(self.on_failure, self.concurrency)
     }
 
-    /// Gives the wrapped client back.
-    pub fn into_inner(self) -> C {
-        self.inner
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &SelfConsistencyConfig {
-        &self.config
-    }
-}
-
-impl<C: ModelClient> SelfConsistency<C> {
     /// Samples, verifies when a verifier is set, votes and returns the trace.
-    pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let started = Instant::now();
-        let batch = BatchRequest {
-            request: request.clone(),
-            samples: self.config.samples(&request.options),
-            concurrency: self.config.concurrency,
-        };
-        let mut candidates =
-            generate_candidates(&self.inner, Self::NAME, batch, self.config.on_failure).await?;
-        ensure_survivor(Self::NAME, &candidates)?;
+    async fn run(&self, calls: &Calls<'_>, request: ChatRequest) -> Result<Outcome> {
+        let samples = self.samples(&request.options);
+        let mut candidates = calls.candidates(request.clone(), samples).await?;
         let keys: Vec<Option<String>> = candidates
             .iter()
-            .map(|c| {
-                c.dropped
-                    .is_none()
-                    .then(|| self.config.answer_key.key(&c.text))
-            })
+            .map(|c| c.dropped.is_none().then(|| self.answer_key.key(&c.text)))
             .collect();
-        let scores = match &self.config.verifier {
-            Some(verifier) => Some(self.verify(&request, verifier, &mut candidates).await?),
+        let scores = match &self.verifier {
+            Some(verifier) => Some(verify(calls, &request, verifier, &mut candidates).await?),
             None => None,
         };
         let voters: Vec<Option<&str>> = match &scores {
@@ -205,13 +154,10 @@ impl<C: ModelClient> SelfConsistency<C> {
             None => keys.iter().map(Option::as_deref).collect(),
         };
         let Some(tally) = majority(&voters) else {
-            // `ensure_survivor` above left at least one voter, and the top score is someone's;
+            // `candidates` left at least one voter, and the top score is someone's;
             // kept as an error, not a panic.
-            return Err(Error::AllCandidatesFailed {
-                strategy: Self::NAME,
-                candidates: candidates.len(),
-                first_error: "no candidate was left to vote".into(),
-            });
+            let first_error = "no candidate was left to vote".to_owned();
+            return Err(calls.all_failed(candidates.len(), first_error));
         };
         for (i, (candidate, key)) in candidates.iter_mut().zip(keys).enumerate() {
             let Some(key) = key else { continue };
@@ -232,55 +178,29 @@ impl<C: ModelClient> SelfConsistency<C> {
             ?scores,
             "vote counted"
         );
-        let usage = total_usage(&candidates, &[], started);
-        finish_outcome(Self::NAME, candidates, tally.winner, usage)
-    }
-
-    /// Scores every surviving candidate with `verifier`: for each candidate, `None` when it was
-    /// dropped, else its score (`None` for NaN).
-    async fn verify(
-        &self,
-        request: &ChatRequest,
-        verifier: &Verifier,
-        candidates: &mut [Candidate],
-    ) -> Result<Vec<Option<Option<f64>>>> {
-        // A verifier makes no model call, so there is no usage to add.
-        score_candidates(
-            &self.inner,
-            Self::NAME,
-            request,
-            &Selector::Verifier(verifier.clone()),
-            self.config.base_seed,
-            candidates,
-            self.config.concurrency.get(),
-            self.config.on_failure,
-        )
-        .await?;
-        Ok(candidates
-            .iter()
-            .map(|c| match (&c.dropped, &c.score) {
-                (None, Score::Verifier { score }) => Some(*score),
-                _ => None,
-            })
-            .collect())
+        calls.finish(candidates, tally.winner, Vec::new(), &[])
     }
 }
 
-impl<C: ModelClient> ModelClient for SelfConsistency<C> {
-    /// Runs the strategy, then streams the chosen answer as one delta.
-    fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        outcome_stream(SelfConsistency::run(self, request))
-    }
-}
+impl Configured for SelfConsistencyConfig {}
 
-impl<C: ModelClient> Strategy for SelfConsistency<C> {
-    fn name(&self) -> &str {
-        Self::NAME
-    }
-
-    fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
-        Box::pin(SelfConsistency::run(self, request))
-    }
+/// Scores every surviving candidate with `verifier`: for each candidate, `None` when it was
+/// dropped, else its score (`None` for NaN).
+async fn verify(
+    calls: &Calls<'_>,
+    request: &ChatRequest,
+    verifier: &Verifier,
+    candidates: &mut [Candidate],
+) -> Result<Vec<Option<Option<f64>>>> {
+    // A verifier makes no model call, so there is no usage to add.
+    calls.verify(request, verifier, candidates).await;
+    Ok(candidates
+        .iter()
+        .map(|c| match (&c.dropped, &c.score) {
+            (None, Score::Verifier { score }) => Some(*score),
+            _ => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]

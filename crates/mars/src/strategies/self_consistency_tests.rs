@@ -1,6 +1,9 @@
 use super::*;
+use crate::Error;
+use crate::client::ModelClient;
 use crate::client::{Message, Usage};
 use crate::strategies::Score;
+use crate::strategies::Strategy;
 use crate::strategies::sampling::derive_seeds;
 use crate::{ScriptedClient, Turn};
 
@@ -45,14 +48,25 @@ fn samples_share_a_temperature_and_get_distinct_seeds() {
         max_tokens: Some(32),
         ..SamplingOptions::default()
     };
+    // The request's temperature wins over the configured 0.7, which fills in an unset one.
     let samples = config.samples(&base);
     assert!(
         samples
             .iter()
-            .all(|s| s.temperature == Some(0.7) && s.max_tokens == Some(32))
+            .all(|s| s.temperature == Some(0.1) && s.max_tokens == Some(32))
     );
     let seeds: Vec<_> = samples.iter().filter_map(|s| s.seed).collect();
     assert_eq!(seeds, derive_seeds(11, 3));
+    let unset = SamplingOptions {
+        temperature: None,
+        ..base.clone()
+    };
+    assert!(
+        config
+            .samples(&unset)
+            .iter()
+            .all(|s| s.temperature == Some(0.7))
+    );
     let keep = SelfConsistencyConfig {
         temperature: None,
         ..config.clone()
@@ -176,7 +190,8 @@ async fn the_majority_final_answer_wins_across_wordings() {
             votes: 1
         }
     );
-    // Every sample is the caller's conversation with its own derived seed at 0.7.
+    // Every sample is the caller's conversation with its own derived seed, at the caller's
+    // temperature.
     let sent = strategy.inner().requests();
     assert_eq!(sent.len(), 4);
     let mut seeds: Vec<_> = sent.iter().map(|r| r.options.seed).collect();
@@ -187,7 +202,7 @@ async fn the_majority_final_answer_wins_across_wordings() {
     for r in &sent {
         assert_eq!(r.system, request.system);
         assert_eq!(r.messages, request.messages);
-        assert_eq!(r.options.temperature, Some(0.7));
+        assert_eq!(r.options.temperature, request.options.temperature);
         assert_eq!(r.options.max_tokens, Some(100));
     }
     // The same replies keyed by whole text (diverse sampling's default) would tie and pick the

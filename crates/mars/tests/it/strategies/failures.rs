@@ -4,7 +4,7 @@ use futures::StreamExt;
 use mars::strategies::{
     BestOfN, BestOfNConfig, DiverseSampling, DiverseSamplingConfig, FailurePolicy, Score,
 };
-use mars::{Error, ModelClientExt, ScriptedClient, Turn};
+use mars::{Error, ModelClientExt, ScriptedClient, ScriptedError, Turn};
 
 use super::{bounded, is_judge_call, judged_text, sample_index, usage};
 
@@ -42,7 +42,13 @@ async fn a_failed_candidate_is_a_typed_error_naming_the_call_by_default() {
             source,
         } => {
             assert_eq!((strategy, call.as_str()), ("best_of_n", "candidate 1 of 3"));
-            assert!(matches!(*source, Error::Scripted { .. }), "{source:?}");
+            assert!(
+                matches!(
+                    ScriptedError::of(&source),
+                    Some(ScriptedError::Failed { .. })
+                ),
+                "{source:?}"
+            );
         }
         other => panic!("{other:?}"),
     }

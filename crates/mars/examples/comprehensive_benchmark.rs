@@ -94,7 +94,8 @@ struct Args {
     /// Seconds the tests may take per answer.
     #[arg(long, default_value_t = 5.0)]
     run_timeout: f64,
-    /// Address-space limit of the test binary, MiB.
+    /// Memory of each grading jail, MiB: its cgroup limit where the host's memory controller
+    /// is writable, and the test binary's address-space limit (per process) always.
     #[arg(long, default_value_t = 1024)]
     memory_mb: u64,
     /// Write the full report as JSON.
@@ -315,6 +316,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut sandbox_config = SandboxConfig::default();
     sandbox_config.compile.wall = Duration::from_secs_f64(args.compile_timeout);
     sandbox_config.run.wall = Duration::from_secs_f64(args.run_timeout);
+    sandbox_config.memory = args.memory_mb * 1024 * 1024;
     sandbox_config.run.address_space = args.memory_mb * 1024 * 1024;
     let sandbox = Sandbox::new(sandbox_config).await?;
     let isolation = sandbox.isolation().to_string();

@@ -46,36 +46,38 @@ read -r host_pid _rest < /proc/self/stat
 uid=$1 gid=$2 size=$3 sysroot=$4
 exec 3< "$sysroot"
 R=/tmp
-mount -t tmpfs -o size=4m,mode=0755,nosuid,nodev mars-root "$R"
+mount -t tmpfs -o size=4m,mode=0755,nosuid mars-root "$R"
 mkdir "$R/tmp" "$R/dev" "$R/proc" "$R/etc" "$R/.host"
+links=
 for d in usr bin sbin lib lib32 lib64 libx32; do
-  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$R/$d"
+  if [ -L "/$d" ]; then links="$links /$d"
   elif [ -d "/$d" ]; then mkdir "$R/$d"; mount --rbind "/$d" "$R/$d"; fi
 done
+if [ -n "$links" ]; then cp -a $links "$R/"; fi
 if [ -d "$R/usr/local" ]; then mount -t tmpfs -o ro,mode=0755,size=4k mars-empty "$R/usr/local"; fi
-for f in ld.so.cache ld.so.conf; do if [ -e "/etc/$f" ]; then cp -L "/etc/$f" "$R/etc/"; fi; done
-for d in ld.so.conf.d alternatives; do if [ -d "/etc/$d" ]; then cp -a "/etc/$d" "$R/etc/"; fi; done
-mount -t tmpfs -o size=64k,mode=0755,nosuid mars-dev "$R/dev"
-for n in null zero full random urandom; do
-  touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"
+etc=
+for f in ld.so.cache ld.so.conf ld.so.conf.d alternatives; do
+  if [ -e "/etc/$f" ]; then etc="$etc /etc/$f"; fi
 done
+if [ -n "$etc" ]; then cp -a $etc "$R/etc/"; fi
+devices="null zero full random urandom"
+if ! (cd /dev && cp -a $devices "$R/dev/") 2>/dev/null; then
+  for n in $devices; do touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; done
+fi
 ln -s /proc/self/fd "$R/dev/fd"
-ln -s /proc/self/fd/0 "$R/dev/stdin"; ln -s /proc/self/fd/1 "$R/dev/stdout"
-ln -s /proc/self/fd/2 "$R/dev/stderr"
 mount -t tmpfs -o "size=$size,mode=1777,nosuid,nodev" mars-scratch "$R/tmp"
-mkdir "$R/tmp/.toolchain" "$R/tmp/work"
+mkdir "$R/tmp/.toolchain"
+install -d -o "$uid" -g "$gid" -m 0700 "$R/tmp/work"
 mount --no-canonicalize --bind /proc/self/fd/3 "$R/tmp/.toolchain"
 exec 3<&-
-chown "$uid:$gid" "$R/tmp/work"
-chmod 0700 "$R/tmp/work"
 cd "$R"
 pivot_root . .host
 cd /
 mount -t proc -o nosuid,nodev,noexec proc /proc
 umount -l /.host
-rmdir /.host
 left_writable=0
-while read -r _dev mnt _rest; do
+while read -r _dev mnt _type opts _rest; do
+  case $opts in ro|ro,*) continue ;; esac
   case $mnt in /tmp|/proc) continue ;; *\\*) left_writable=$((left_writable + 1)); continue ;; esac
   mount -o remount,bind,ro "$mnt" 2>/dev/null || left_writable=$((left_writable + 1))
 done < /proc/self/mounts

@@ -117,7 +117,9 @@ struct Args {
     /// Seconds the tests may take per answer (more than 0, at most 3600).
     #[arg(long, default_value_t = 5.0, allow_negative_numbers = true, value_parser = seconds)]
     run_timeout: f64,
-    /// Address-space limit of the test binary, MiB (64 to 1048576).
+    /// Memory of each grading jail, MiB (64 to 1048576): its cgroup limit where the host's
+    /// memory controller is writable, and the test binary's address-space limit (per process)
+    /// always.
     #[arg(long, default_value_t = 1024, allow_negative_numbers = true,
           value_parser = whole::<u64>(64, 1 << 20))]
     memory_mb: u64,
@@ -466,6 +468,7 @@ async fn measure(
     let mut sandbox_config = SandboxConfig::default();
     sandbox_config.compile.wall = Duration::from_secs_f64(args.compile_timeout);
     sandbox_config.run.wall = Duration::from_secs_f64(args.run_timeout);
+    sandbox_config.memory = args.memory_mb * 1024 * 1024;
     sandbox_config.run.address_space = args.memory_mb * 1024 * 1024;
     let sandbox = Sandbox::new(sandbox_config).await?;
     let isolation = sandbox.isolation().to_string();

@@ -177,40 +177,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The sandbox for untrusted code cannot work on this host (not Linux, a required tool
-    /// such as `prlimit` is missing, no Rust toolchain was found).
-    #[error("sandbox unavailable: {reason}")]
-    SandboxUnavailable {
-        /// What is missing.
-        reason: String,
-    },
-
-    /// An operating-system action of the sandbox failed.
-    #[error("sandbox could not {action}: {source}")]
-    SandboxIo {
-        /// What the sandbox was doing, e.g. `spawn prlimit`.
-        action: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-
-    /// The sandbox could not prepare or use a jail (its setup script failed, or a step was
-    /// asked for out of order).
-    #[error("sandbox setup failed: {detail}")]
-    SandboxSetup {
-        /// What went wrong, with the setup script's error output where there was one.
-        detail: String,
-    },
-
-    /// Processes of a sandboxed step survived every attempt to kill them.
-    #[error("{survivors} sandboxed process(es) of {owner} survived repeated SIGKILL")]
-    SandboxLeak {
-        /// Whose processes: `uid N` or `process group N`.
-        owner: String,
-        /// How many were still alive at the last look.
-        survivors: usize,
-    },
+    /// The sandbox for untrusted code failed (not the code it ran: that is a verdict).
+    #[error(transparent)]
+    Sandbox(crate::eval::sandbox::SandboxError),
 
     /// A backend that lives outside this crate (the embedded llama.cpp engine of `mars-llama`)
     /// failed. `source` is that crate's own error type; downcast it for the details.

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde::{Deserialize, Serialize};
 
 use crate::code::{CodeSource, defines_function, extract_code};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::eval::harness;
 use crate::eval::sandbox::{Execution, LimitHit, Sandbox, Termination, TestOutcome};
 use crate::eval::tasks::Task;
 
@@ -84,26 +85,46 @@ pub struct Grader {
     cache: Arc<Mutex<HashMap<u64, Arc<tokio::sync::OnceCell<Grade>>>>>,
 }
 
-/// The source compiled for `code` against `tests`: the task's prelude when the code does not
-/// define the entry point itself (HumanEval prompts end in an open function), the code, the
-/// braces a bare body leaves open (MultiPL-E bodies end before the function's `}`), then the
-/// tests. Warnings are allowed.
+/// The source compiled for `code` against `tests`, as reports hash it: `#![allow(warnings)]`,
+/// the answer's own `#![allow(..)]`s, the task's prelude when the code does not define the entry
+/// point itself (HumanEval prompts end in an open function), the code, the braces a bare body
+/// leaves open (MultiPL-E bodies end before the function's `}`), then the tests with std's
+/// macros and crate paths pinned ([`harness::pin_std_paths`]).
+///
+/// An answer placed at the top of the crate loses its other leading inner attributes
+/// (`#![no_std]`, `#![no_main]`, `#![cfg(..)]`, `#![feature(..)]`, `//!`): they would change
+/// how the tests compile. Grading compiles this with the tests sealed ([`harness::seal`]).
 pub fn assemble(task: &Task, code: &str, tests: Tests) -> String {
-    let mut source = String::from("#![allow(warnings)]\n");
-    let start = source.len();
+    let (head, tests) = assembly(task, code, tests);
+    head + &tests + "\n"
+}
+
+/// [`assemble`] in two parts: everything up to the tests, and the pinned tests.
+fn assembly(task: &Task, code: &str, tests: Tests) -> (String, String) {
+    let mut head = String::from("#![allow(warnings)]\n");
+    let start = head.len();
     if !task.prelude.is_empty() && !defines_function(code, &task.entry_point) {
-        source.push_str(&task.prelude);
+        head.push_str(&task.prelude);
+        head.push_str(code);
+    } else {
+        let attrs = harness::split_crate_attributes(code);
+        if !attrs.dropped.is_empty() {
+            tracing::debug!(task = %task.id, dropped = ?attrs.dropped, "inner attributes dropped");
+        }
+        for kept in &attrs.kept {
+            head.push_str(kept);
+            head.push('\n');
+        }
+        head.push_str(&attrs.rest);
     }
-    source.push_str(code);
-    let open = open_braces(&source[start..]);
-    source.push_str(&"\n}".repeat(open));
-    source.push_str("\n\n");
-    source.push_str(match tests {
+    let open = open_braces(&head[start..]);
+    head.push_str(&"\n}".repeat(open));
+    head.push_str("\n\n");
+    let tests = harness::pin_std_paths(match tests {
         Tests::Visible => &task.visible_tests,
         Tests::Hidden => &task.hidden_tests,
     });
-    source.push('\n');
-    source
+    (head, tests)
 }
 
 /// How many `{` of `code` stay unclosed, outside comments, strings and character literals.
@@ -190,20 +211,30 @@ impl Grader {
                 code_hash: None,
             });
         };
-        let source = assemble(task, &extracted.code, tests);
-        let key = fnv1a(source.as_bytes());
+        let (head, tests_text) = assembly(task, &extracted.code, tests);
+        let key = fnv1a(format!("{head}{tests_text}\n").as_bytes());
         let cell = {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
             cache.entry(key).or_default().clone()
         };
         let grade = cell
             .get_or_try_init(|| async {
-                // One test thread: tests run in name order, so the first failure (the
-                // verdict's detail) is the same on every run; it also stays far under the
-                // sandbox's process cap.
-                let args = ["--test-threads=1".to_owned()];
-                let outcome = self.sandbox.compile_and_test(&source, &args).await?;
-                let (verdict, detail) = judge(&outcome);
+                let count = harness::find_tests(&tests_text).len();
+                let sealed = harness::seal(&tests_text, &random_words(1 + 2 * count)?);
+                let source = format!("{head}{}\n", sealed.tests);
+                // One test thread (in the sealed arguments): tests run in name order, so the
+                // first failure (the verdict's detail) is the same on every run; it also stays
+                // far under the sandbox's process cap.
+                let outcome = if sealed.expected.is_empty() {
+                    // Nothing to run: compile only; it cannot pass.
+                    let mut jail = self.sandbox.jail().await?;
+                    let compile = jail.compile_test(&source).await?;
+                    jail.close().await?;
+                    TestOutcome { compile, run: None }
+                } else {
+                    self.sandbox.compile_and_test(&source, &sealed.args).await?
+                };
+                let (verdict, detail) = judge(&outcome, &sealed);
                 tracing::debug!(task = %task.id, verdict = verdict.as_str(), "graded");
                 Ok::<_, crate::Error>(Grade {
                     verdict,
@@ -224,8 +255,17 @@ impl Grader {
     }
 }
 
-/// The verdict for a sandbox outcome, with its first error line.
-pub fn judge(outcome: &TestOutcome) -> (Verdict, Option<String>) {
+/// The verdict for a sandbox outcome of `sealed` tests, with its first error line.
+///
+/// A pass needs exit status 0 and, for every expected test, the token that only the test's
+/// own completion writes ([`harness::Sealed::evidence`]); exit status 0 alone is never a pass.
+pub fn judge(outcome: &TestOutcome, sealed: &harness::Sealed) -> (Verdict, Option<String>) {
+    let (verdict, detail) = judge_raw(outcome, sealed);
+    let prefix = format!("{}::", sealed.module);
+    (verdict, detail.map(|d| d.replace(&prefix, "")))
+}
+
+fn judge_raw(outcome: &TestOutcome, sealed: &harness::Sealed) -> (Verdict, Option<String>) {
     let compile = &outcome.compile;
     if matches!(compile.limit, Some(LimitHit::WallClock | LimitHit::CpuTime)) {
         return (
@@ -233,12 +273,16 @@ pub fn judge(outcome: &TestOutcome) -> (Verdict, Option<String>) {
             Some("compilation hit its time limit".into()),
         );
     }
-    let Some(run) = &outcome.run else {
-        return (Verdict::CompileError, first_line(compile, &["error"]));
-    };
     if !compile.success() {
         return (Verdict::CompileError, first_line(compile, &["error"]));
     }
+    let Some(run) = &outcome.run else {
+        return (
+            Verdict::TestFailure,
+            Some("the task has no tests to run; compiling alone is not a pass".into()),
+        );
+    };
+    let evidence = sealed.evidence(&run.stderr.text());
     match (run.limit, run.termination) {
         (Some(LimitHit::WallClock | LimitHit::CpuTime), _) => (
             Verdict::Timeout,
@@ -248,17 +292,36 @@ pub fn judge(outcome: &TestOutcome) -> (Verdict, Option<String>) {
             Verdict::Crash,
             Some("memory limit: an allocation failed".into()),
         ),
+        (Some(LimitHit::Memory), _) => (
+            Verdict::Crash,
+            Some("memory limit of the jail: the kernel killed a process".into()),
+        ),
         (Some(LimitHit::FileSize), _) => (Verdict::Crash, Some("file size limit".into())),
-        (None, Termination::Exited(0)) => (Verdict::Pass, None),
+        _ if evidence == harness::Evidence::Forged => (
+            Verdict::Crash,
+            Some("the program wrote a forged test report".into()),
+        ),
+        (None, Termination::Exited(0)) if evidence == harness::Evidence::Complete => {
+            (Verdict::Pass, None)
+        }
         // The libtest harness exits with 101 when a test fails.
         (None, Termination::Exited(101)) if has_failed_tests(run) => (
             Verdict::TestFailure,
             first_line(run, &["thread '", "assertion", "panicked"]),
         ),
-        (None, Termination::Exited(code)) => (
-            Verdict::Crash,
-            Some(format!("the test binary exited with code {code}")),
-        ),
+        (None, Termination::Exited(code)) => match evidence {
+            harness::Evidence::Missing { reported, expected } => (
+                Verdict::Crash,
+                Some(format!(
+                    "the program exited (code {code}) before the tests finished \
+                     ({reported} of {expected} tests reported a pass)"
+                )),
+            ),
+            _ => (
+                Verdict::Crash,
+                Some(format!("the test binary exited with code {code}")),
+            ),
+        },
         (None, Termination::Signaled(signal)) => (
             Verdict::Crash,
             Some(format!("the test binary was killed by signal {signal}")),
@@ -268,6 +331,23 @@ pub fn judge(outcome: &TestOutcome) -> (Verdict, Option<String>) {
             Some(format!("the test binary ended with wait status {status}")),
         ),
     }
+}
+
+/// `n` random words from the OS, for [`harness::seal`].
+fn random_words(n: usize) -> Result<Vec<u64>> {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n * 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .map_err(|source| Error::Io {
+            action: "read random bytes from",
+            path: "/dev/urandom".into(),
+            source,
+        })?;
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect())
 }
 
 fn has_failed_tests(run: &Execution) -> bool {
@@ -326,6 +406,104 @@ mod tests {
             Tests::Visible,
         );
         assert!(visible.contains("mars_visible_tests") && !visible.contains("mars_hidden_tests"));
+    }
+
+    fn execution(termination: Termination, stdout: &str, stderr: &str) -> Execution {
+        let captured = |text: &str| crate::eval::sandbox::Captured {
+            bytes: text.as_bytes().to_vec(),
+            discarded: 0,
+        };
+        Execution {
+            termination,
+            limit: None,
+            stdout: captured(stdout),
+            stderr: captured(stderr),
+            wall: std::time::Duration::ZERO,
+            isolation: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_pass_needs_every_token_and_exit_0() {
+        let tests = "#[test] fn a() {}\n#[test] fn b() {}\n";
+        let sealed = harness::seal(tests, &[9, 100, 200, 1, 2]);
+        let module = &sealed.module;
+        let both = "MARS-PASS 0 0000000000000064\nMARS-PASS 1 00000000000000c8\n";
+        let failed =
+            format!("test {module}::a ... ok\ntest {module}::b ... FAILED\ntest result: FAILED.");
+        let panicked = format!("thread '{module}::b' (7) panicked at <anon>:2:1:");
+        let table: &[(Termination, &str, &str, Verdict, Option<&str>)] = &[
+            (Termination::Exited(0), "", both, Verdict::Pass, None),
+            (
+                Termination::Exited(0),
+                "test result: ok. 2 passed",
+                "MARS-PASS 0 0000000000000064\n",
+                Verdict::Crash,
+                Some("exited (code 0) before the tests finished (1 of 2"),
+            ),
+            (
+                Termination::Exited(0),
+                "test result: ok. 2 passed",
+                "",
+                Verdict::Crash,
+                Some("before the tests finished (0 of 2"),
+            ),
+            (
+                Termination::Exited(0),
+                "",
+                &format!("{both}MARS-PASS 1 00000000000000c9\n"),
+                Verdict::Crash,
+                Some("forged"),
+            ),
+            (
+                Termination::Exited(101),
+                &failed,
+                &format!("MARS-PASS 0 0000000000000064\n{panicked}"),
+                Verdict::TestFailure,
+                Some("thread 'b' panicked"),
+            ),
+            (
+                Termination::Exited(101),
+                "running 2 tests",
+                "",
+                Verdict::Crash,
+                Some("exited (code 101) before the tests finished"),
+            ),
+            (
+                Termination::Exited(3),
+                "",
+                both,
+                Verdict::Crash,
+                Some("exited with code 3"),
+            ),
+            (
+                Termination::Signaled(6),
+                "",
+                "",
+                Verdict::Crash,
+                Some("signal 6"),
+            ),
+        ];
+        for (termination, stdout, stderr, verdict, detail) in table {
+            let outcome = TestOutcome {
+                compile: execution(Termination::Exited(0), "", ""),
+                run: Some(execution(*termination, stdout, stderr)),
+            };
+            let (got, got_detail) = judge(&outcome, &sealed);
+            assert_eq!(got, *verdict, "{termination:?} {stdout:?} {stderr:?}");
+            let got_detail = got_detail.unwrap_or_default();
+            assert!(
+                got_detail.contains(detail.unwrap_or_default()),
+                "{got_detail:?}"
+            );
+            assert!(!got_detail.contains(module.as_str()), "{got_detail:?}");
+        }
+        let untested = TestOutcome {
+            compile: execution(Termination::Exited(0), "", ""),
+            run: None,
+        };
+        let none = harness::seal("", &[1]);
+        assert_eq!(judge(&untested, &none).0, Verdict::TestFailure);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! aggregates graded samples; `render` prints a report; `journal` persists samples as they come.
 
 pub mod grade;
+pub mod harness;
 pub mod journal;
 pub mod render;
 pub mod report;

@@ -11,23 +11,27 @@
 //!
 //! As root on Linux with namespaces (the normal case on CI and benchmark machines), both
 //! steps run as a uid leased for the jail alone, with no capabilities and `no_new_privs`, in
-//! the jail's own PID, network and mount namespaces ([`Isolation::is_complete`]):
-//! - files: every mount is read-only; the only writable place is a size-capped tmpfs on
-//!   `/tmp` (the work dir is `/tmp/work`), private to the jail and gone with it; `/root` and
-//!   `/home` are empty; `/proc` shows only the jail's processes;
+//! the jail's own PID, network and mount namespaces, and (where the host's cgroup memory and
+//! pids controllers are writable) in cgroups of its own ([`Isolation::is_complete`]):
+//! - files: the jail's root holds only the system's `/usr` (without `/usr/local`), `/bin`,
+//!   `/sbin` and `/lib*`, the toolchain, a minimal `/etc` and `/dev`; every mount is read-only;
+//!   the only writable place is a size-capped tmpfs on `/tmp` (the work dir is `/tmp/work`),
+//!   private to the jail and gone with it; `/proc` shows only the jail's processes;
 //! - network: a fresh namespace whose loopback is down, so no connection can be made;
 //! - processes: `RLIMIT_NPROC` counts the jail's uid only; on the wall-clock limit and after
 //!   every step, every process of that uid is killed and `/proc` is checked until none is left;
 //!   closing the jail ends the namespace's PID 1, which makes the kernel kill what remains;
+//! - memory and tasks of the whole jail: one memory cgroup ([`SandboxConfig::memory`]) and one
+//!   pids cgroup that every process of both steps joins, removed with the jail;
 //! - environment: empty except `PATH=/usr/local/bin:/usr/bin:/bin`;
 //! - resources, per process: address space, CPU time, file size, open files; no core dumps.
 //!
 //! Without namespaces (unshare refused, `config.namespaces == false`), root still runs the
 //! test binary as a leased uid (process cap, tree kill by uid, root-owned files protected) in
-//! a mode-700 host temp dir, but compiles as root, and the network, `/tmp` and other
-//! world-writable places stay reachable. Not root: limits and process-group kill only; no
-//! process cap. The sandbox says so in [`Execution::isolation`]. Other platforms than Linux
-//! get [`Error::SandboxUnavailable`].
+//! a mode-700 host temp dir, but compiles as root, and the host's files, the network, `/tmp`
+//! and other world-writable places stay reachable. Not root: limits and process-group kill
+//! only; no process cap. The sandbox says so in [`Execution::isolation`]. Other platforms than
+//! Linux get [`SandboxError::Unavailable`].
 //!
 //! ```no_run
 //! use mars::eval::sandbox::{Sandbox, SandboxConfig};
@@ -41,13 +45,16 @@
 //! # Ok(()) }
 //! ```
 
+mod cgroup;
 mod config;
+mod error;
 mod holder;
 mod host;
 mod outcome;
 mod step;
 
 pub use self::config::{Limits, SandboxConfig};
+pub use self::error::SandboxError;
 pub use self::outcome::{Captured, Execution, Isolation, LimitHit, Termination, TestOutcome};
 
 use std::ffi::OsString;
@@ -58,6 +65,7 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
+use self::cgroup::{Cgroups, JailCgroup};
 use self::holder::{Holder, TOOLCHAIN_DIR};
 use self::host::{Owner, Tools, UidLease, blocking, sweep};
 use self::step::{StepSpec, run_step};
@@ -79,6 +87,8 @@ struct Inner {
     tools: Tools,
     sysroot: PathBuf,
     mode: Mode,
+    /// Where jail cgroups go; `None`: per-process limits only.
+    cgroups: Option<Cgroups>,
 }
 
 /// Compiles and runs untrusted Rust; cheap to clone, shareable across tasks.
@@ -93,9 +103,10 @@ impl Sandbox {
     /// are refused).
     pub async fn new(config: SandboxConfig) -> Result<Sandbox> {
         if !cfg!(target_os = "linux") {
-            return Err(Error::SandboxUnavailable {
+            return Err(SandboxError::Unavailable {
                 reason: "the sandbox needs Linux (rlimits via prlimit, namespaces)".into(),
-            });
+            }
+            .into());
         }
         config.compile.validate("compile")?;
         config.run.validate("run")?;
@@ -118,11 +129,16 @@ impl Sandbox {
             None => detect_sysroot(path_var.as_deref()).await?,
         };
         if !sysroot.join("bin/rustc").is_file() {
-            return Err(Error::SandboxUnavailable {
+            return Err(SandboxError::Unavailable {
                 reason: format!("no rustc in sysroot {}", sysroot.display()),
-            });
+            }
+            .into());
         }
         let root = blocking("read /proc/self/status", host::effective_uid).await? == Some(0);
+        let cgroups = match root {
+            true => blocking("look for writable cgroups", Cgroups::detect).await?,
+            false => None,
+        };
         let namespaces = match (&tools.unshare, &tools.nsenter, &tools.setpriv) {
             (Some(unshare), Some(nsenter), Some(_)) if root && config.namespaces => {
                 Some(Mode::Namespaces {
@@ -135,9 +151,10 @@ impl Sandbox {
         let fallback = match (root, &tools.setpriv) {
             (true, Some(_)) => Mode::UidOnly,
             (true, None) => {
-                return Err(Error::SandboxUnavailable {
+                return Err(SandboxError::Unavailable {
                     reason: "running as root needs `setpriv` to drop privileges".into(),
-                });
+                }
+                .into());
             }
             (false, _) => Mode::LimitsOnly,
         };
@@ -147,6 +164,7 @@ impl Sandbox {
                 tools: tools.clone(),
                 sysroot: sysroot.clone(),
                 mode,
+                cgroups: cgroups.clone(),
             }),
         };
         if let Some(mode) = namespaces {
@@ -199,10 +217,27 @@ impl Sandbox {
                 Place::Dir(blocking("create a scratch dir", move || scratch_dir(uid)).await??)
             }
         };
+        let cgroup = match &self.inner.cgroups {
+            Some(cgroups) => {
+                let cgroups = cgroups.clone();
+                let (memory, tasks) = (
+                    config.memory,
+                    config.compile.processes.max(config.run.processes),
+                );
+                Some(
+                    blocking("create the jail's cgroup", move || {
+                        cgroups.create(memory, tasks)
+                    })
+                    .await??,
+                )
+            }
+            None => None,
+        };
         Ok(Jail {
             sandbox: self.clone(),
             lease,
             place: Some(place),
+            cgroup,
             compiled: false,
         })
     }
@@ -245,13 +280,14 @@ impl Sandbox {
         jail.close().await?;
         for (what, execution) in [("rustc --version", version?), ("sh -c 'exit 0'", shell?)] {
             if !execution.success() {
-                return Err(Error::SandboxSetup {
+                return Err(SandboxError::Setup {
                     detail: format!(
                         "trial `{what}` failed ({:?}): {}",
                         execution.termination,
                         execution.stderr.text().trim()
                     ),
-                });
+                }
+                .into());
             }
         }
         Ok(())
@@ -265,13 +301,15 @@ impl Sandbox {
     }
 
     fn isolation_of(&self, kind: StepKind, left_writable: u32) -> Isolation {
-        match (&self.inner.mode, kind) {
+        let jail_cgroup = self.inner.cgroups.is_some();
+        let isolation = match (&self.inner.mode, kind) {
             (Mode::Namespaces { .. }, _) => Isolation {
                 network: true,
                 pid: true,
                 filesystem: left_writable == 0,
                 unprivileged: true,
                 process_cap: true,
+                jail_cgroup,
             },
             (Mode::UidOnly, StepKind::Run) => Isolation {
                 unprivileged: true,
@@ -279,6 +317,10 @@ impl Sandbox {
                 ..Isolation::default()
             },
             (Mode::UidOnly, StepKind::Compile) | (Mode::LimitsOnly, _) => Isolation::default(),
+        };
+        Isolation {
+            jail_cgroup,
+            ..isolation
         }
     }
 }
@@ -305,6 +347,7 @@ pub struct Jail {
     sandbox: Sandbox,
     lease: Option<UidLease>,
     place: Option<Place>,
+    cgroup: Option<JailCgroup>,
     compiled: bool,
 }
 
@@ -320,6 +363,8 @@ impl Jail {
         let config = &self.sandbox.inner.config;
         let mut args: Vec<OsString> = vec!["--test".into(), "--edition".into()];
         args.push(config.edition.clone().into());
+        // No symbol names in the binary: code inside it cannot look the harness's statics up.
+        args.extend(["-C".into(), "strip=symbols".into()]);
         args.extend(config.rustc_args.iter().map(OsString::from));
         args.extend(["-o".into(), "candidate".into(), "-".into()]);
         let rustc = self.sandbox.rustc_in_jail();
@@ -336,9 +381,10 @@ impl Jail {
     /// run limits.
     pub async fn run_test(&mut self, args: &[String]) -> Result<Execution> {
         if !self.compiled {
-            return Err(Error::SandboxSetup {
+            return Err(SandboxError::Setup {
                 detail: "run_test needs a successful compile_test in the same jail".into(),
-            });
+            }
+            .into());
         }
         let program = match &self.place {
             Some(Place::Dir(dir)) => dir.join("candidate"),
@@ -362,12 +408,15 @@ impl Jail {
             // With namespaces this finds nothing once the holder is reaped; it is the check.
             sweep(Owner::Uid(uid), &tools).await?;
         }
+        if let Some(cgroup) = self.cgroup.take() {
+            blocking("remove the jail's cgroup", move || cgroup.remove()).await??;
+        }
         if let Some(dir) = scratch {
             blocking("remove the scratch dir", move || {
                 std::fs::remove_dir_all(dir)
             })
             .await?
-            .map_err(|source| Error::SandboxIo {
+            .map_err(|source| SandboxError::Io {
                 action: "remove the scratch dir".into(),
                 source,
             })?;
@@ -392,9 +441,10 @@ impl Jail {
             ),
             (Some(Place::Dir(dir)), _) => (dir.clone(), None, 0),
             _ => {
-                return Err(Error::SandboxSetup {
+                return Err(SandboxError::Setup {
                     detail: "the jail is closed".into(),
-                });
+                }
+                .into());
             }
         };
         let isolation = self.sandbox.isolation_of(kind, left_writable);
@@ -406,6 +456,7 @@ impl Jail {
             uid: lease_uid.filter(|_| isolation.unprivileged),
             stdin,
             isolation,
+            cgroup: self.cgroup.as_ref(),
         };
         tracing::debug!(?kind, program = %spec.program.display(), uid = ?spec.uid, "sandbox: step");
         run_step(&self.sandbox.inner.tools, spec, limits).await
@@ -414,8 +465,13 @@ impl Jail {
 
 impl Drop for Jail {
     fn drop(&mut self) {
-        // A holder dies with its `Child` (kill-on-drop), taking the namespace with it.
+        let cgroup = self.cgroup.take();
+        // A holder dies with its `Child` (kill-on-drop), taking the namespace with it; the
+        // cgroup can go once the kernel has reaped what was in it.
         let Some(Place::Dir(dir)) = self.place.take() else {
+            if let Some(cgroup) = cgroup {
+                remove_later(cgroup);
+            }
             return;
         };
         // Without namespaces nothing else would stop the jail's processes: kill them now
@@ -427,6 +483,9 @@ impl Drop for Jail {
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             let _ = std::fs::remove_dir_all(&dir);
+            if let Some(cgroup) = cgroup {
+                remove_later(cgroup);
+            }
             return;
         };
         let lease = self.lease.take();
@@ -440,8 +499,24 @@ impl Drop for Jail {
                 std::fs::remove_dir_all(dir)
             })
             .await;
+            if let Some(cgroup) = cgroup {
+                remove_later(cgroup);
+            }
             drop(lease);
         });
+    }
+}
+
+/// Removes a dropped jail's cgroup in the background (or now, outside a runtime).
+fn remove_later(cgroup: JailCgroup) {
+    let remove = move || {
+        if let Err(error) = cgroup.remove() {
+            tracing::warn!(%error, "sandbox: cgroup of a dropped jail not removed");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(remove)),
+        Err(_) => remove(),
     }
 }
 
@@ -454,7 +529,7 @@ fn scratch_dir(uid: Option<u32>) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("mars-sandbox-{}-{n}", std::process::id()));
     let io = |action: &str| {
         let action = format!("{action} {}", dir.display());
-        move |source| Error::SandboxIo { action, source }
+        move |source| SandboxError::Io { action, source }
     };
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -468,7 +543,7 @@ fn scratch_dir(uid: Option<u32>) -> Result<PathBuf> {
 
 /// Asks `rustc --print sysroot` (through rustup's proxy, with the caller's environment).
 async fn detect_sysroot(path_var: Option<&std::ffi::OsStr>) -> Result<PathBuf> {
-    let rustc = host::find_program("rustc", path_var).ok_or_else(|| Error::SandboxUnavailable {
+    let rustc = host::find_program("rustc", path_var).ok_or_else(|| SandboxError::Unavailable {
         reason: "rustc not found on PATH; set SandboxConfig::sysroot".into(),
     })?;
     let output = tokio::time::timeout(
@@ -479,21 +554,22 @@ async fn detect_sysroot(path_var: Option<&std::ffi::OsStr>) -> Result<PathBuf> {
             .output(),
     )
     .await
-    .map_err(|_| Error::SandboxUnavailable {
+    .map_err(|_| SandboxError::Unavailable {
         reason: "`rustc --print sysroot` did not answer within 120 s".into(),
     })?
-    .map_err(|source| Error::SandboxIo {
+    .map_err(|source| SandboxError::Io {
         action: format!("run {} --print sysroot", rustc.display()),
         source,
     })?;
     let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     if !output.status.success() || text.is_empty() {
-        return Err(Error::SandboxUnavailable {
+        return Err(SandboxError::Unavailable {
             reason: format!(
                 "`rustc --print sysroot` failed: {}",
                 String::from_utf8_lossy(&output.stderr).trim()
             ),
-        });
+        }
+        .into());
     }
     Ok(PathBuf::from(text))
 }

@@ -253,16 +253,40 @@ const SPECS: &[Spec] = &[
     },
 ];
 
-fn render_tests(module: &str, cases: &[(&str, &str)]) -> String {
+/// The tests of a built-in task. Each result is bound to the signature's return type, written
+/// as an absolute path, and compared with `::core::assert_eq!`: an answer can neither replace
+/// the macro nor return a type of its own whose `PartialEq` says yes to everything.
+fn render_tests(module: &str, signature: &str, cases: &[(&str, &str)]) -> String {
+    let ret = signature
+        .split_once("->")
+        .and_then(|(_, ret)| absolute_type(ret.trim()));
     let mut out = format!("#[cfg(test)]\nmod {module} {{\n    use super::*;\n");
     for (i, (call, expected)) in cases.iter().enumerate() {
+        let message = call.replace('\\', "\\\\").replace('"', "\\\"");
+        let (bind, left) = match &ret {
+            Some(ty) => (format!("        let got: {ty} = {call};\n"), "got"),
+            None => (String::new(), *call),
+        };
         out.push_str(&format!(
-            "\n    #[test]\n    fn case_{i}() {{\n        assert_eq!({call}, {expected}, \"{}\");\n    }}\n",
-            call.replace('\\', "\\\\").replace('"', "\\\"")
+            "\n    #[test]\n    fn case_{i}() {{\n{bind}        ::core::assert_eq!({left}, {expected}, \"{message}\");\n    }}\n"
         ));
     }
     out.push_str("}\n");
     out
+}
+
+/// The absolute path of a built-in task's return type, so an answer's own `i64` or `String`
+/// cannot stand in for it.
+fn absolute_type(ty: &str) -> Option<String> {
+    const PRIMITIVES: &[&str] = &[
+        "bool", "char", "i8", "i16", "i32", "i64", "i128", "isize", "u8", "u16", "u32", "u64",
+        "u128", "usize", "f32", "f64",
+    ];
+    match ty {
+        "String" => Some("::std::string::String".to_owned()),
+        _ if PRIMITIVES.contains(&ty) => Some(format!("::core::primitive::{ty}")),
+        _ => None,
+    }
 }
 
 /// The prompt of a built-in task.
@@ -288,8 +312,8 @@ impl Spec {
             entry_point: self.entry_point.to_owned(),
             prompt: render_prompt(self),
             prelude: String::new(),
-            visible_tests: render_tests("mars_visible_tests", self.visible),
-            hidden_tests: render_tests("mars_hidden_tests", self.hidden),
+            visible_tests: render_tests("mars_visible_tests", self.signature, self.visible),
+            hidden_tests: render_tests("mars_hidden_tests", self.signature, self.hidden),
             reference: Some(self.reference.to_owned()),
         }
     }

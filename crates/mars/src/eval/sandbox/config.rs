@@ -89,6 +89,11 @@ pub struct SandboxConfig {
     pub edition: String,
     /// Extra rustc arguments, e.g. `-O` (default none).
     pub rustc_args: Vec<String>,
+    /// Memory of a whole jail in bytes (every process it starts, and what they write to its
+    /// `/tmp`), enforced by a cgroup of its own where the host's memory and pids controllers
+    /// are writable ([`Isolation::jail_cgroup`]); default 1 GiB. The same cgroup caps the jail's
+    /// tasks at the larger of the two steps' [`Limits::processes`].
+    pub memory: u64,
     /// Size in bytes of a jail's private tmpfs (`/tmp`, holding the binary and all the
     /// candidate writes); default 256 MiB. Used with namespaces only.
     pub scratch_size: u64,
@@ -111,6 +116,7 @@ impl Default for SandboxConfig {
             run: Limits::run_default(),
             edition: "2021".to_owned(),
             rustc_args: Vec::new(),
+            memory: 1 << 30,
             scratch_size: 256 << 20,
             sysroot: None,
             namespaces: true,

@@ -2,14 +2,17 @@
 //! namespaces while the jail lives; steps enter them with `nsenter`.
 //!
 //! `unshare --mount --net --pid --fork --kill-child` starts [`SETUP_SCRIPT`] as PID 1 of a new
-//! PID namespace. The script makes every mount of its private copy of the mount table
-//! read-only, mounts a size-capped tmpfs on `/tmp` (the jail's scratch, with the work dir
-//! `/tmp/work` owned by the jail's uid), binds the Rust sysroot read-only at
-//! `/tmp/.toolchain` (so an unprivileged uid can run `rustc` even when the toolchain sits
-//! under a mode-700 `/root`), hides `/root` and `/home` under empty read-only tmpfs, mounts a
-//! `/proc` of the new PID namespace, prints its host pid and `exec`s `cat` on a pipe the jail
-//! holds. Closing that pipe ends `cat`; when PID 1 of a namespace exits the kernel kills every
-//! process left in it, and the mounts (scratch included) vanish with the namespace.
+//! PID namespace. In its private copy of the mount table the script builds a new root on a
+//! small tmpfs (mounted over `/tmp`, which only this namespace sees) holding only what compiling
+//! and running need: `/usr` (with `/usr/local` hidden) and the `/bin`, `/sbin`, `/lib*` entries
+//! of the host, a copy of `/etc`'s loader cache and `alternatives` links, a `/dev` with `null`,
+//! `zero`, `full`, `random` and `urandom`, a size-capped tmpfs on `/tmp` (the jail's scratch,
+//! with the work dir `/tmp/work` owned by the jail's uid), and the Rust sysroot at
+//! `/tmp/.toolchain`. It then `pivot_root`s into it, detaches the host's tree, mounts a `/proc`
+//! of the new PID namespace, makes every mount but `/tmp` and `/proc` read-only, prints its host
+//! pid and `exec`s `cat` on a pipe the jail holds. Closing that pipe ends `cat`; when PID 1 of a
+//! namespace exits the kernel kills every process left in it, and the mounts (scratch
+//! included) vanish with the namespace.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -18,6 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
+use super::SandboxError;
 use super::host::{CHILD_PATH, Tools};
 use crate::error::{Error, Result};
 
@@ -34,25 +38,49 @@ const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Prints `<host pid> <mounts left writable>` once the jail is ready. Mount points whose names
 /// `/proc/self/mounts` escapes (spaces, tabs, backslashes) cannot be named by the shell and
-/// are counted as left writable.
+/// are counted as left writable. The sysroot is opened before `/tmp` is covered, so a sysroot
+/// under the host's `/tmp` still reaches the jail.
 pub(crate) const SETUP_SCRIPT: &str = r#"set -eu
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 read -r host_pid _rest < /proc/self/stat
 uid=$1 gid=$2 size=$3 sysroot=$4
+exec 3< "$sysroot"
+R=/tmp
+mount -t tmpfs -o size=4m,mode=0755,nosuid mars-root "$R"
+mkdir "$R/tmp" "$R/dev" "$R/proc" "$R/etc" "$R/.host"
+links=
+for d in usr bin sbin lib lib32 lib64 libx32; do
+  if [ -L "/$d" ]; then links="$links /$d"
+  elif [ -d "/$d" ]; then mkdir "$R/$d"; mount --rbind "/$d" "$R/$d"; fi
+done
+if [ -n "$links" ]; then cp -a $links "$R/"; fi
+if [ -d "$R/usr/local" ]; then mount -t tmpfs -o ro,mode=0755,size=4k mars-empty "$R/usr/local"; fi
+etc=
+for f in ld.so.cache ld.so.conf ld.so.conf.d alternatives; do
+  if [ -e "/etc/$f" ]; then etc="$etc /etc/$f"; fi
+done
+if [ -n "$etc" ]; then cp -a $etc "$R/etc/"; fi
+devices="null zero full random urandom"
+if ! (cd /dev && cp -a $devices "$R/dev/") 2>/dev/null; then
+  for n in $devices; do touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; done
+fi
+ln -s /proc/self/fd "$R/dev/fd"
+mount -t tmpfs -o "size=$size,mode=1777,nosuid,nodev" mars-scratch "$R/tmp"
+mkdir "$R/tmp/.toolchain"
+install -d -o "$uid" -g "$gid" -m 0700 "$R/tmp/work"
+mount --no-canonicalize --bind /proc/self/fd/3 "$R/tmp/.toolchain"
+exec 3<&-
+cd "$R"
+pivot_root . .host
+cd /
+mount -t proc -o nosuid,nodev,noexec proc /proc
+umount -l /.host
 left_writable=0
-while read -r _dev mnt _rest; do
-  case $mnt in *\\*) left_writable=$((left_writable + 1)); continue ;; esac
+while read -r _dev mnt _type opts _rest; do
+  case $opts in ro|ro,*) continue ;; esac
+  case $mnt in /tmp|/proc) continue ;; *\\*) left_writable=$((left_writable + 1)); continue ;; esac
   mount -o remount,bind,ro "$mnt" 2>/dev/null || left_writable=$((left_writable + 1))
 done < /proc/self/mounts
-mount -t tmpfs -o "size=$size,mode=1777,nosuid,nodev" mars-scratch /tmp
-mkdir /tmp/.toolchain /tmp/work
-mount --bind "$sysroot" /tmp/.toolchain
-mount -o remount,bind,ro /tmp/.toolchain
-chown "$uid:$gid" /tmp/work
-chmod 0700 /tmp/work
-for d in /root /home; do
-  if [ -d "$d" ]; then mount -t tmpfs -o ro,mode=0755,size=4k mars-empty "$d"; fi
-done
-mount -t proc -o nosuid,nodev,noexec proc /proc
 cd /tmp/work
 echo "$host_pid $left_writable"
 exec cat > /dev/null
@@ -104,7 +132,7 @@ impl Holder {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|source| Error::SandboxIo {
+            .map_err(|source| SandboxError::Io {
                 action: format!("spawn {}", unshare.display()),
                 source,
             })?;
@@ -136,17 +164,18 @@ impl Holder {
         drop(self.stdin.take());
         match tokio::time::timeout(TEARDOWN_TIMEOUT, self.child.wait()).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(source)) => Err(Error::SandboxIo {
+            Ok(Err(source)) => Err(SandboxError::Io {
                 action: "wait for the jail's holder".into(),
                 source,
-            }),
+            }
+            .into()),
             Err(_) => {
                 tracing::warn!(pid = self.pid, "sandbox: holder did not exit; killing it");
                 // `--kill-child` turns the death of `unshare` into SIGKILL for PID 1.
-                self.child.kill().await.map_err(|source| Error::SandboxIo {
-                    action: "kill the jail's holder".into(),
-                    source,
-                })
+                self.child
+                    .kill()
+                    .await
+                    .map_err(SandboxError::io("kill the jail's holder"))
             }
         }
     }
@@ -173,12 +202,13 @@ async fn setup_failure(mut child: Child) -> Error {
         Ok(Ok(status)) => status.to_string(),
         _ => "no exit status".to_owned(),
     };
-    Error::SandboxSetup {
+    SandboxError::Setup {
         detail: format!(
             "the namespace setup script did not become ready ({status}): {}",
             crate::error::truncate_for_error(&stderr, 2048)
         ),
     }
+    .into()
 }
 
 #[cfg(test)]

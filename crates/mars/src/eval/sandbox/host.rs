@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tokio::process::Command;
 
-use crate::error::{Error, Result};
+use super::SandboxError;
+use crate::error::Result;
 
 /// `PATH` of every process the sandbox starts; nothing else of the parent's environment passes.
 pub(crate) const CHILD_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -40,7 +41,7 @@ impl Tools {
     /// Looks the tools up in `path_var` (the parent's `PATH`), then in the usual system dirs.
     pub(crate) fn find(path_var: Option<&OsStr>) -> Result<Tools> {
         let required = |name: &str| {
-            find_program(name, path_var).ok_or_else(|| Error::SandboxUnavailable {
+            find_program(name, path_var).ok_or_else(|| SandboxError::Unavailable {
                 reason: format!("`{name}` not found (util-linux and a POSIX shell are required)"),
             })
         };
@@ -171,16 +172,13 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| Error::SandboxIo {
-            action: action.to_owned(),
-            source: std::io::Error::other(e),
-        })
+        .map_err(|e| SandboxError::io(action)(std::io::Error::other(e)))
 }
 
 /// Kills every live process of `owner` and checks `/proc` until none is left.
 ///
 /// Returns how many were alive at the first look. A fork loop may create processes while a
-/// kill is under way, so the kill is repeated; [`Error::SandboxLeak`] after ~2 s of trying.
+/// kill is under way, so the kill is repeated; [`SandboxError::Leak`] after ~2 s of trying.
 pub(crate) async fn sweep(owner: Owner, tools: &Tools) -> Result<usize> {
     let mut first = None;
     let mut survivors = 0;
@@ -195,10 +193,11 @@ pub(crate) async fn sweep(owner: Owner, tools: &Tools) -> Result<usize> {
         kill_all(owner, tools).await?;
         tokio::time::sleep(Duration::from_millis(5 * (attempt + 1).min(10))).await;
     }
-    Err(Error::SandboxLeak {
+    Err(SandboxError::Leak {
         owner: owner.to_string(),
         survivors,
-    })
+    }
+    .into())
 }
 
 /// Sends SIGKILL to every process of `owner`, without libc: the shell's `kill` builtin, run
@@ -209,7 +208,7 @@ async fn kill_all(owner: Owner, tools: &Tools) -> Result<()> {
         .kill_on_drop(true)
         .status()
         .await
-        .map_err(|source| Error::SandboxIo {
+        .map_err(|source| SandboxError::Io {
             action: "run the kill helper".into(),
             source,
         })?;
@@ -241,9 +240,10 @@ fn kill_command(owner: Owner, tools: &Tools) -> Result<std::process::Command> {
             c
         }
         (Owner::Uid(_), None) => {
-            return Err(Error::SandboxUnavailable {
+            return Err(SandboxError::Unavailable {
                 reason: "`setpriv` is needed to kill the processes of a sandbox uid".into(),
-            });
+            }
+            .into());
         }
         (Owner::Group(pgid), _) => {
             let mut c = std::process::Command::new(&tools.sh);
@@ -293,12 +293,13 @@ impl UidLease {
                 return Ok(UidLease { uid });
             }
         }
-        Err(Error::SandboxUnavailable {
+        Err(SandboxError::Unavailable {
             reason: format!(
                 "no free uid in {base}..{}",
                 u64::from(base) + u64::from(count)
             ),
-        })
+        }
+        .into())
     }
 
     pub(crate) fn uid(&self) -> u32 {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 #[cfg(doc)]
-use super::{Jail, Limits};
+use super::{Jail, Limits, SandboxConfig};
 
 /// The isolation a step actually ran under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -13,19 +13,29 @@ pub struct Isolation {
     pub network: bool,
     /// A PID namespace of its own: host processes are invisible and unreachable.
     pub pid: bool,
-    /// A mount namespace of its own with everything read-only but the private `/tmp`.
+    /// A mount namespace of its own whose root holds only what compiling and running need
+    /// (system libraries and tools, the toolchain, a minimal `/etc` and `/dev`), all
+    /// read-only but the private `/tmp`.
     pub filesystem: bool,
     /// The step ran as an unprivileged uid (and gid) leased to its jail alone
     /// ([`Jail::uid`]), without capabilities; `false`: as the caller.
     pub unprivileged: bool,
     /// Whether [`Limits::processes`] was enforced.
     pub process_cap: bool,
+    /// The jail had cgroups of its own: one memory limit ([`SandboxConfig::memory`]) and one
+    /// task limit for everything it started; `false`: limits per process only.
+    pub jail_cgroup: bool,
 }
 
 impl Isolation {
     /// Everything listed in the module docs was in force.
     pub fn is_complete(&self) -> bool {
-        self.network && self.pid && self.filesystem && self.unprivileged && self.process_cap
+        self.network
+            && self.pid
+            && self.filesystem
+            && self.unprivileged
+            && self.process_cap
+            && self.jail_cgroup
     }
 }
 
@@ -35,9 +45,13 @@ impl std::fmt::Display for Isolation {
         let parts = [
             (self.network, "network namespace"),
             (self.pid, "PID namespace"),
-            (self.filesystem, "read-only filesystem with private /tmp"),
+            (
+                self.filesystem,
+                "minimal read-only filesystem with private /tmp",
+            ),
             (self.unprivileged, "unprivileged uid"),
             (self.process_cap, "process cap"),
+            (self.jail_cgroup, "per-jail memory and task cgroup"),
         ];
         let have: Vec<&str> = parts.iter().filter(|p| p.0).map(|p| p.1).collect();
         let missing: Vec<&str> = parts.iter().filter(|p| !p.0).map(|p| p.1).collect();
@@ -76,6 +90,9 @@ pub enum LimitHit {
     AddressSpace,
     /// [`Limits::file_size`]: the process died of SIGXFSZ.
     FileSize,
+    /// The jail's memory cgroup ([`SandboxConfig::memory`]): the kernel's OOM killer ended a
+    /// process of the jail.
+    Memory,
 }
 
 /// The first bytes of an output stream, and how many more were discarded.
@@ -151,6 +168,7 @@ mod tests {
             filesystem: true,
             unprivileged: true,
             process_cap: true,
+            jail_cgroup: true,
         };
         assert!(complete.is_complete());
         assert!(
@@ -166,8 +184,9 @@ mod tests {
         assert!(!uid_only.is_complete());
         assert_eq!(
             uid_only.to_string(),
-            "partial (without network namespace, PID namespace, read-only filesystem with \
-             private /tmp; with unprivileged uid, process cap; rlimits and wall-clock kill always)"
+            "partial (without network namespace, PID namespace, minimal read-only filesystem \
+             with private /tmp, per-jail memory and task cgroup; with unprivileged uid, process \
+             cap; rlimits and wall-clock kill always)"
         );
         assert!(
             Isolation::default()

@@ -17,9 +17,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
+use super::SandboxError;
+use super::cgroup::JailCgroup;
 use super::host::{CHILD_PATH, Owner, Tools, sweep};
 use super::{Captured, Execution, Isolation, LimitHit, Limits, Termination};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How long output pipes may stay open after every process of the step is dead.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -28,9 +30,20 @@ const SIGABRT: i32 = 6;
 const SIGXCPU: i32 = 24;
 const SIGXFSZ: i32 = 25;
 
+/// Joins the cgroups named before `--` (writing its pid to each `cgroup.procs`), then `exec`s
+/// the rest: everything the step starts is counted by the jail's cgroups.
+const JOIN_CGROUPS: &str = r#"while [ "$1" != -- ]; do
+  echo $$ > "$1" || { echo "mars-sandbox: cannot join the cgroup $1" >&2; exit 125; }
+  shift
+done
+shift
+unset PWD OLDPWD
+exec "$@"
+"#;
+
 /// What to start, where, as whom.
 #[derive(Debug)]
-pub(crate) struct StepSpec {
+pub(crate) struct StepSpec<'a> {
     pub(crate) program: PathBuf,
     pub(crate) args: Vec<OsString>,
     /// Host working directory of the chain (inside a jail `nsenter --wd` moves to the work dir).
@@ -42,11 +55,29 @@ pub(crate) struct StepSpec {
     /// Bytes written to the program's stdin, then closed; `None`: stdin is `/dev/null`.
     pub(crate) stdin: Option<Vec<u8>>,
     pub(crate) isolation: Isolation,
+    /// The jail's cgroups, joined before the chain starts.
+    pub(crate) cgroup: Option<&'a JailCgroup>,
 }
 
 /// Runs one step to its end (or its wall-clock limit) and kills whatever it left behind.
-pub(crate) async fn run_step(tools: &Tools, spec: StepSpec, limits: &Limits) -> Result<Execution> {
-    let mut command = Command::new(&tools.prlimit);
+pub(crate) async fn run_step(
+    tools: &Tools,
+    spec: StepSpec<'_>,
+    limits: &Limits,
+) -> Result<Execution> {
+    let mut command = match spec.cgroup {
+        Some(cgroup) => {
+            let mut command = Command::new(&tools.sh);
+            command
+                .args(["-c", JOIN_CGROUPS, "mars-cgroup"])
+                .args(cgroup.procs_files())
+                .arg("--")
+                .arg(&tools.prlimit);
+            command
+        }
+        None => Command::new(&tools.prlimit),
+    };
+    let ooms_before = spec.cgroup.map(JailCgroup::oom_kills);
     command.args(prlimit_args(limits, spec.uid.is_some()));
     command.arg("--");
     if let Some((nsenter, holder_pid)) = &spec.enter {
@@ -64,7 +95,7 @@ pub(crate) async fn run_step(tools: &Tools, spec: StepSpec, limits: &Limits) -> 
         let setpriv = tools
             .setpriv
             .as_ref()
-            .ok_or_else(|| Error::SandboxUnavailable {
+            .ok_or_else(|| SandboxError::Unavailable {
                 reason: "`setpriv` is needed to drop to an unprivileged uid".into(),
             })?;
         command.arg(setpriv).args([
@@ -93,7 +124,7 @@ pub(crate) async fn run_step(tools: &Tools, spec: StepSpec, limits: &Limits) -> 
         .kill_on_drop(true);
 
     let started = Instant::now();
-    let mut child = command.spawn().map_err(|source| Error::SandboxIo {
+    let mut child = command.spawn().map_err(|source| SandboxError::Io {
         action: format!("spawn {}", tools.prlimit.display()),
         source,
     })?;
@@ -101,9 +132,10 @@ pub(crate) async fn run_step(tools: &Tools, spec: StepSpec, limits: &Limits) -> 
         (Some(uid), _) => Owner::Uid(uid),
         (None, Some(pid)) => Owner::Group(pid),
         (None, None) => {
-            return Err(Error::SandboxSetup {
+            return Err(SandboxError::Setup {
                 detail: "the step exited before its pid could be read".into(),
-            });
+            }
+            .into());
         }
     };
     let stdout = Arc::new(Mutex::new(Captured::default()));
@@ -135,7 +167,7 @@ pub(crate) async fn run_step(tools: &Tools, spec: StepSpec, limits: &Limits) -> 
             child.wait().await
         }
     }
-    .map_err(|source| Error::SandboxIo {
+    .map_err(|source| SandboxError::Io {
         action: "wait for a sandboxed step".into(),
         source,
     })?;
@@ -159,7 +191,14 @@ pub(crate) async fn run_step(tools: &Tools, spec: StepSpec, limits: &Limits) -> 
     let (stdout, stderr) = (take(&stdout), take(&stderr));
 
     let termination = termination(status);
-    let limit = classify(termination, timed_out, &stderr.bytes);
+    let oom_killed = spec
+        .cgroup
+        .zip(ooms_before)
+        .is_some_and(|(cgroup, before)| cgroup.oom_kills() > before);
+    let limit = match classify(termination, timed_out, &stderr.bytes) {
+        None | Some(LimitHit::AddressSpace) if oom_killed => Some(LimitHit::Memory),
+        limit => limit,
+    };
     Ok(Execution {
         termination,
         limit,

@@ -36,6 +36,10 @@ fn std_macros_and_crate_paths_are_pinned() {
             "fn f<'a>(x: &'a str) { ::core::assert!(x.is_empty()) }",
         ),
         ("assert_eq", "assert_eq"),
+        (
+            r#"assert_eq!(f("vec![\"x\"] panic!()"), vec![])"#,
+            r#"::core::assert_eq!(f("vec![\"x\"] panic!()"), ::std::vec![])"#,
+        ),
     ];
     for (input, expected) in table {
         assert_eq!(pin_std_paths(input), *expected, "{input}");

@@ -451,10 +451,17 @@ async fn multipl_e_rows_replayed_through_scripted_are_graded_right() {
             4,
             fenced("fn add(x: isize, y: isize) -> isize { x * y + 1 }\nfn main() {}"),
         ),
+        (
+            id,
+            5,
+            fenced(
+                "fn add(x: isize, y: isize) -> isize { x + y }\nfn main() { std::process::exit(0) }",
+            ),
+        ),
     ];
     let answers = dir.file("answers.jsonl", &answers(&rows));
     let json = dir.path("report.json");
-    let mut args = scripted_baseline(&answers, "5");
+    let mut args = scripted_baseline(&answers, "6");
     args.extend(["--tasks", &tasks, "--json", &json]);
     let output = run(&args).await;
     expect(&output, 0, &["backend: scripted"]);
@@ -472,7 +479,9 @@ async fn multipl_e_rows_replayed_through_scripted_are_graded_right() {
             "test_failure",
             "pass",
             "test_failure",
-            "compile_error"
+            // The answer's own `main` neither collides with the tests' nor runs.
+            "test_failure",
+            "pass"
         ],
         "{}",
         text(&output)

@@ -4,8 +4,8 @@
 //! Two row shapes are read. A HumanEval-Rust row's `test` holds `#[test]` functions. A MultiPL-E
 //! row's `test` (or `tests`) starts with the `}` that closes the prompt's function and puts its
 //! asserts in `fn main`; the loader drops that `}` (the grader closes a body answer's open
-//! braces itself, so a complete function and a bare body both compile) and runs `main` as one
-//! test. A row whose test holds neither a `#[test]` function nor `fn main` is rejected: it
+//! braces itself, so a complete function and a bare body both compile), and the grader runs
+//! `main` as one test. A row whose test holds neither a `#[test]` function nor `fn main` is rejected: it
 //! would pass every answer.
 
 use std::collections::HashMap;
@@ -157,21 +157,16 @@ fn last_function(prompt: &str) -> Option<String> {
 }
 
 /// The hidden tests of a row's `test` text: `#[test]` functions as they are; MultiPL-E's
-/// `fn main` of asserts (after the `}` that closes the prompt's function, which is dropped)
-/// wrapped as one test. Assertion macros are called by their `::std` path, so an answer that
-/// defines its own `assert_eq!` cannot turn the asserts into no-ops.
+/// `fn main` of asserts (after the `}` that closes the prompt's function, which is dropped) as
+/// it is, which the grader runs as one test ([`crate::eval::harness::find_tests`]). The grader
+/// also calls every assertion macro by its std path, so an answer cannot redefine them.
 fn hidden_tests(test: &str) -> std::result::Result<String, String> {
     let (closes_prompt, body) = match test.trim_start().strip_prefix('}') {
         Some(rest) => (true, rest),
         None => (false, test),
     };
-    let has_main = defines_function(body, "main");
-    if has_main && !body.contains("#[test]") {
-        return Ok(format!(
-            "{}\n\n#[cfg(test)]\nmod mars_hidden_tests {{\n    #[test]\n    fn main() {{\n        \
-             super::main();\n    }}\n}}\n",
-            qualify_macros(body.trim())
-        ));
+    if defines_function(body, "main") && !body.contains("#[test]") {
+        return Ok(body.trim().to_owned());
     }
     if closes_prompt {
         return Err("the test closes the prompt's function but has no fn main of asserts".into());
@@ -181,54 +176,7 @@ fn hidden_tests(test: &str) -> std::result::Result<String, String> {
             "the test holds no #[test] function and no fn main: it would pass anything".into(),
         );
     }
-    Ok(qualify_macros(body))
-}
-
-/// `assert!`, `assert_eq!`, `assert_ne!`, `panic!` and `vec!` called as `::std::...!`.
-fn qualify_macros(code: &str) -> String {
-    const MACROS: [&str; 5] = ["assert_eq!", "assert_ne!", "assert!", "panic!", "vec!"];
-    let mut out = String::with_capacity(code.len() + 64);
-    let mut rest = code;
-    'scan: while !rest.is_empty() {
-        let at_word_start = out
-            .chars()
-            .last()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':'));
-        if at_word_start {
-            for name in MACROS {
-                if rest.starts_with(name) {
-                    out.push_str("::std::");
-                    out.push_str(name);
-                    rest = &rest[name.len()..];
-                    continue 'scan;
-                }
-            }
-        }
-        let Some(c) = rest.chars().next() else { break };
-        // A string literal is copied as it is, escapes included.
-        let len = if c == '"' {
-            string_literal_len(rest)
-        } else {
-            c.len_utf8()
-        };
-        out.push_str(&rest[..len]);
-        rest = &rest[len..];
-    }
-    out
-}
-
-/// The byte length of the string literal `text` starts with (all of `text` when unclosed).
-fn string_literal_len(text: &str) -> usize {
-    let mut escaped = false;
-    for (i, c) in text.char_indices().skip(1) {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => return i + 1,
-            _ => {}
-        }
-    }
-    text.len()
+    Ok(body.to_owned())
 }
 
 #[cfg(test)]
@@ -260,11 +208,7 @@ mod tests {
             tasks[0].reference.as_deref(),
             Some("fn inc(x: i32) -> i32 {\n    x + 1\n}\n")
         );
-        assert!(
-            tasks[0]
-                .hidden_tests
-                .contains("::std::assert_eq!(inc(1), 2)")
-        );
+        assert!(tasks[0].hidden_tests.contains(" assert_eq!(inc(1), 2)"));
         assert_eq!(tasks[1].reference, None);
         let both = r##"{"task_id":"x","name":"y","prompt":"fn f() {\n","test":"#[test] fn t() {}","tests":"}\nfn main() {}"}"##;
         let task = parse_jsonl(both, "b.jsonl").unwrap().remove(0);
@@ -317,21 +261,13 @@ mod tests {
         );
         let tests = &task.hidden_tests;
         assert!(tests.starts_with("fn main() {"), "{tests}");
-        assert!(tests.contains("::std::assert_eq!(candidate(5, 7), 12);"));
-        assert!(tests.contains("#[test]\n    fn main() {\n        super::main();"));
+        assert!(tests.contains("    assert_eq!(candidate(5, 7), 12);"));
+        assert_eq!(
+            crate::eval::harness::find_tests(tests).len(),
+            1,
+            "main is the one test"
+        );
         assert_eq!(tests.matches('{').count(), tests.matches('}').count());
-    }
-
-    #[test]
-    fn macros_are_qualified_once_and_only_as_whole_names() {
-        assert_eq!(
-            qualify_macros(r#"assert!(x); debug_assert!(y); ::std::assert_eq!(a, b); vec![1]"#),
-            "::std::assert!(x); debug_assert!(y); ::std::assert_eq!(a, b); ::std::vec![1]"
-        );
-        assert_eq!(
-            qualify_macros(r#"assert_eq!(f("vec![\"x\"] panic!()"), vec![])"#),
-            r#"::std::assert_eq!(f("vec![\"x\"] panic!()"), ::std::vec![])"#
-        );
     }
 
     #[test]

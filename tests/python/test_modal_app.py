@@ -126,7 +126,7 @@ def test_build_context_is_the_workspace_without_outputs_or_python():
     files = {str(remote) for _, remote in mount.get_files_to_upload()}
     for needed in ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml", "README.md",
                    "crates/mars/Cargo.toml", "crates/mars/src/lib.rs",
-                   "crates/mars/examples/comprehensive_benchmark.rs"]:
+                   "crates/mars/examples/comprehensive_benchmark/main.rs"]:
         assert f"/mars/{needed}" in files, needed
     assert not any("/target/" in f or "/.git/" in f or f.endswith(".gguf") for f in files)
     assert "/mars/modal_benchmark.py" not in files

@@ -1,10 +1,11 @@
 //! engine_bench: the embedded engine against llama.cpp's own llama-server, same GGUF, same
-//! threads; and the wall time of 1 vs 4 samples through the batched path.
+//! threads; and the wall time of 1 vs 4 samples through the batched path. `--model` takes a
+//! preset name or a GGUF path (default: `MARS_MODEL`, else the default preset).
 //!
 //! ```text
 //! scripts/build-llama-server.sh
 //! cargo run --release -p mars-llama --example engine_bench -- [--threads N] [--max-tokens N]
-//!     [--runs N] [--model-path FILE]
+//!     [--runs N] [--model PRESET-OR-GGUF]
 //! ```
 //!
 //! llama-server runs with 4 slots. Prompt tokens/s come from a long prompt (one token generated), generation tokens/s from a
@@ -13,18 +14,17 @@
 //! own timings. Each figure is the median of `--runs`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mars::{BatchRequest, ChatRequest, ModelClient, ModelClientExt, SamplingOptions};
-use mars_llama::model::{Environment, resolve_model_with_notice};
+use mars_llama::model::{Environment, resolve_model};
 use mars_llama::server::{LlamaServer, ServerConfig, find_server};
 use mars_llama::{LlamaConfig, LlamaEngine};
 
 const GEN_PROMPT: &str = "Write a long, detailed story about a dragon who learns to bake bread.";
 
 struct Args {
-    model_path: Option<PathBuf>,
+    model: Option<String>,
     threads: usize,
     max_tokens: u32,
     runs: usize,
@@ -32,7 +32,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
-        model_path: None,
+        model: None,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         max_tokens: 128,
         runs: 3,
@@ -42,7 +42,7 @@ fn parse_args() -> Result<Args, String> {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         let bad = |e: std::num::ParseIntError| format!("{flag} {value}: {e}");
         match flag.as_str() {
-            "--model-path" => args.model_path = Some(value.into()),
+            "--model" => args.model = Some(value),
             "--threads" => args.threads = value.parse().map_err(bad)?,
             "--max-tokens" => args.max_tokens = value.parse().map_err(bad)?,
             "--runs" => args.runs = value.parse().map_err(bad)?,
@@ -114,7 +114,7 @@ async fn server_timings(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
     let env = Environment::from_env();
-    let model = resolve_model_with_notice(args.model_path.as_deref(), &mut |n| eprintln!("{n}"))?;
+    let model = resolve_model(args.model.as_deref())?;
     let threads = std::num::NonZeroUsize::new(args.threads).ok_or("--threads must be > 0")?;
     let engine = LlamaEngine::load(LlamaConfig {
         threads: Some(threads),

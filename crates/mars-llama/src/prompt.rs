@@ -31,17 +31,21 @@ pub(crate) fn chat_messages(
 /// The default system prompt that a ChatML Jinja template inserts when the conversation has
 /// none, e.g. SmolLM2's `<|im_start|>system\nYou are a helpful AI assistant named SmolLM,
 /// trained by Hugging Face<|im_end|>`; `None` for templates without one.
+///
+/// Every `<|im_start|>system` occurrence is read: in Qwen's template the first one opens the
+/// tools branch (its content is an expression), and the literal default comes later.
 pub(crate) fn default_system_prompt(template: &str) -> Option<String> {
     const MARKERS: [&str; 2] = ["<|im_start|>system\n", "<|im_start|>system\\n"];
     MARKERS.iter().find_map(|marker| {
-        let start = template.find(marker)? + marker.len();
-        let rest = &template[start..];
-        let text = &rest[..rest.find("<|im_end|>")?];
-        // A template expression (the message's content) is not a literal default.
-        let is_literal = !["{{", "{%", "'", "\"", "+", "message"]
-            .iter()
-            .any(|syntax| text.contains(syntax));
-        (is_literal && !text.is_empty()).then(|| text.replace("\\n", "\n"))
+        template.match_indices(marker).find_map(|(at, _)| {
+            let rest = &template[at + marker.len()..];
+            let text = &rest[..rest.find("<|im_end|>")?];
+            // A template expression (the message's content) is not a literal default.
+            let is_literal = !["{{", "{%", "'", "\"", "+", "message"]
+                .iter()
+                .any(|syntax| text.contains(syntax));
+            (is_literal && !text.is_empty()).then(|| text.replace("\\n", "\n"))
+        })
     })
 }
 
@@ -49,6 +53,9 @@ pub(crate) fn default_system_prompt(template: &str) -> Option<String> {
 mod tests {
     use super::*;
     use mars::Message;
+
+    /// The chat template of both Qwen2.5-Coder presets, as read from the 0.5B GGUF.
+    const QWEN: &str = include_str!("../testdata/qwen2.5-coder-chat-template.jinja");
 
     const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
@@ -63,6 +70,10 @@ mod tests {
             (
                 SMOLLM2,
                 Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face"),
+            ),
+            (
+                QWEN,
+                Some("You are Qwen, created by Alibaba Cloud. You are a helpful assistant."),
             ),
             (plain_chatml, None),
             (escaped, Some("You are Qwen, created by Alibaba Cloud.")),

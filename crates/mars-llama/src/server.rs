@@ -13,19 +13,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mars::{Error, Result};
-
-use crate::model::{Environment, cache_root};
-
-/// The environment variable naming a `llama-server` binary to use instead of the cached build.
-pub const SERVER_ENV: &str = "MARS_LLAMA_SERVER";
+use crate::environment::Environment;
+pub use crate::environment::SERVER_ENV;
+use crate::error::{Error, Result};
 
 /// The `llama-cpp-python` version whose vendored llama.cpp the build script compiles.
 pub const SERVER_SOURCE_VERSION: &str = "0.3.36";
 
 /// Where `scripts/build-llama-server.sh` caches the binary.
 pub fn cached_server_path(env: &Environment) -> Option<PathBuf> {
-    cache_root(env).map(|root| {
+    env.cache_root().map(|root| {
         root.join("llama-server")
             .join(SERVER_SOURCE_VERSION)
             .join("llama-server")

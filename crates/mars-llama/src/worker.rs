@@ -16,14 +16,12 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
-use mars::{
-    ChatRequest, Completion, Error, Finish, FinishReason, Result, SamplingOptions, StreamEvent,
-    Usage,
-};
+use mars::{ChatRequest, Completion, Finish, FinishReason, SamplingOptions, StreamEvent, Usage};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::Shared;
+use crate::error::{Error, Result};
 use crate::sampling::SamplerSpec;
+use crate::shared::Shared;
 use crate::text::{Scan, StopScanner, Utf8Assembler};
 
 /// Context settings the worker creates its context with.
@@ -38,9 +36,9 @@ pub(crate) struct Settings {
 /// Where a job's results go.
 pub(crate) enum Sink {
     /// One sample, streamed.
-    Stream(mpsc::UnboundedSender<Result<StreamEvent>>),
+    Stream(mpsc::UnboundedSender<mars::Result<StreamEvent>>),
     /// Several samples, returned together in order.
-    Batch(oneshot::Sender<Vec<Result<Completion>>>),
+    Batch(oneshot::Sender<Vec<mars::Result<Completion>>>),
 }
 
 /// One request for the worker.
@@ -129,7 +127,8 @@ impl Worker<'_> {
             sink,
             submitted,
         } = job;
-        let mut results: Vec<Option<Result<Completion>>> = samples.iter().map(|_| None).collect();
+        let mut results: Vec<Option<mars::Result<Completion>>> =
+            samples.iter().map(|_| None).collect();
         let mut seqs = Vec::with_capacity(samples.len());
         for (slot, options) in samples.iter().enumerate() {
             match SamplerSpec::from_options(options) {
@@ -141,7 +140,7 @@ impl Worker<'_> {
             Ok(prompt) => prompt,
             Err(err) => {
                 for seq in &seqs {
-                    results[seq.slot] = Some(Err(rebuild_error(&err)));
+                    results[seq.slot] = Some(Err(err.duplicate().into()));
                 }
                 return deliver(sink, results);
             }
@@ -155,7 +154,7 @@ impl Worker<'_> {
                 Ok(Outcome::Cancelled) => return,
                 Err(err) => {
                     for seq in &group {
-                        results[seq.slot] = Some(Err(rebuild_error(&err)));
+                        results[seq.slot] = Some(Err(err.duplicate().into()));
                     }
                     continue;
                 }
@@ -342,7 +341,7 @@ impl Seq {
         prompt_tokens: usize,
         prompt_time: Duration,
         submitted: Instant,
-    ) -> Result<Completion> {
+    ) -> mars::Result<Completion> {
         let finish_reason = self.finished.unwrap_or(FinishReason::Length);
         Ok(Completion {
             text: self.text,
@@ -369,15 +368,16 @@ fn sink_closed(sink: &Sink) -> bool {
 }
 
 /// Sends the job's results: a streamed sample ends with `Done` (its deltas went out already).
-fn deliver(sink: Sink, results: Vec<Option<Result<Completion>>>) {
-    let results: Vec<Result<Completion>> = results
+fn deliver(sink: Sink, results: Vec<Option<mars::Result<Completion>>>) {
+    let results: Vec<mars::Result<Completion>> = results
         .into_iter()
         .map(|r| {
             r.unwrap_or_else(|| {
                 Err(Error::Engine {
                     operation: "finish a sample",
                     detail: "the worker produced no result for this sample".into(),
-                })
+                }
+                .into())
             })
         })
         .collect();
@@ -404,23 +404,5 @@ fn engine_error(operation: &'static str, err: impl std::fmt::Display) -> Error {
     Error::Engine {
         operation,
         detail: err.to_string(),
-    }
-}
-
-/// The same failure for another sample of the group (`Error` is not `Clone`).
-fn rebuild_error(err: &Error) -> Error {
-    match err {
-        Error::ContextWindow { needed, available } => Error::ContextWindow {
-            needed: *needed,
-            available: *available,
-        },
-        Error::Engine { operation, detail } => Error::Engine {
-            operation,
-            detail: detail.clone(),
-        },
-        other => Error::Engine {
-            operation: "decode",
-            detail: other.to_string(),
-        },
     }
 }

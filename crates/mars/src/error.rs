@@ -181,6 +181,10 @@ pub enum Error {
     #[error(transparent)]
     Sandbox(crate::eval::sandbox::SandboxError),
 
+    /// A pinned file (model weights, a task set) could not be fetched or verified.
+    #[error("fetch failed: {0}")]
+    Fetch(#[from] crate::fetch::FetchError),
+
     /// A backend that lives outside this crate (the embedded llama.cpp engine of `mars-llama`)
     /// failed. `source` is that crate's own error type; downcast it for the details.
     #[error("{backend}: {source}")]
@@ -190,45 +194,6 @@ pub enum Error {
         /// The backend's own error.
         #[source]
         source: BoxError,
-    },
-
-    /// No model file could be found or fetched.
-    #[error(
-        "model unavailable ({step}): {detail}; set MARS_MODEL (or pass a model path) to a GGUF file"
-    )]
-    ModelUnavailable {
-        /// The step that failed, e.g. `explicit path`, `download`, `verify`.
-        step: &'static str,
-        /// What went wrong, with the paths and commands involved.
-        detail: String,
-    },
-
-    /// The embedded engine (llama.cpp) failed.
-    #[error("llama.cpp engine could not {operation}: {detail}")]
-    Engine {
-        /// What the engine was doing, e.g. `load the model`, `decode a batch`.
-        operation: &'static str,
-        /// What llama.cpp reported.
-        detail: String,
-    },
-
-    /// The prompt and the tokens asked for do not fit in the engine's context window.
-    #[error("context window exceeded: {needed} tokens needed, {available} available")]
-    ContextWindow {
-        /// Tokens the request needs at least (its prompt, plus one generated token per sample).
-        needed: u64,
-        /// Tokens the context window holds.
-        available: u64,
-    },
-
-    /// A local helper process (e.g. `llama-server`) could not be started or did not become
-    /// ready.
-    #[error("could not start {program}: {detail}")]
-    Process {
-        /// The program, as given.
-        program: String,
-        /// What went wrong, with the tail of its log where there is one.
-        detail: String,
     },
 }
 

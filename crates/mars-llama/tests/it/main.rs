@@ -1,4 +1,5 @@
-//! Integration tests of mars-llama against the real default model, fetched on first use.
+//! Integration tests of mars-llama against real models (SmolLM2 for speed, and the default
+//! preset once), fetched by the project's resolver on first use.
 
 // Test helpers outside `#[test]` functions may unwrap and panic too; the fetch notice is printed.
 #![allow(
@@ -12,6 +13,7 @@ mod benchmark;
 mod common;
 mod engine;
 mod openai_live;
+mod preset;
 mod sampling;
 mod server;
 mod strategies;

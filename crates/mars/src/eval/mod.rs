@@ -1,11 +1,13 @@
 //! Evaluation: tasks, grading in a sandbox, the run matrix, the report and its rendering.
 //!
 //! Dependencies point one way: `tasks` and `stats` are pure; `grade` uses the sandbox;
-//! `run` drives strategies over a client (or replays recorded answers) and grades; `report`
+//! `humaneval` fetches the HumanEval-Rust task set and keeps the rows whose canonical solution
+//! passes; `run` drives strategies over a client (or replays recorded answers) and grades; `report`
 //! aggregates graded samples; `render` prints a report; `journal` persists samples as they come.
 
 pub mod grade;
 pub mod harness;
+pub mod humaneval;
 pub mod journal;
 pub mod render;
 pub mod report;

@@ -1,4 +1,4 @@
-//! The benchmark binary (`examples/comprehensive_benchmark.rs`) run as a user runs it: bad
+//! The benchmark binary (`examples/comprehensive_benchmark/`) run as a user runs it: bad
 //! input fails before any work with exit status 2 and a message naming the problem; a dead
 //! backend is exit 1; a run killed with SIGKILL resumes without losing or repeating a sample.
 //!

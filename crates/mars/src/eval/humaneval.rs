@@ -340,7 +340,10 @@ mod tests {
         assert_eq!(
             reasons,
             [
-                ("C", "its tests define no #[test] function"),
+                (
+                    "C",
+                    "the test holds no #[test] function and no fn main: it would pass anything"
+                ),
                 ("D", "it has no canonical solution")
             ]
         );

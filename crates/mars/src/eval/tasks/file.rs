@@ -282,8 +282,11 @@ mod tests {
         let err = reason(load("ladderr").unwrap_err());
         assert_eq!(
             err,
-            "\"ladderr\" is neither a task group (seed, ladder, all) nor an existing JSONL file"
+            "\"ladderr\" is neither a task group (seed, ladder, all, humaneval-rust) nor an \
+             existing JSONL file"
         );
+        let err = reason(load("humaneval-rust").unwrap_err());
+        assert!(err.contains("eval::humaneval::load"), "{err}");
         let dir = std::env::temp_dir();
         let err = reason(load(dir.to_str().unwrap()).unwrap_err());
         assert!(err.ends_with("is not a regular file"), "{err}");

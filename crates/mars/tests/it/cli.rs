@@ -118,10 +118,11 @@ fn seed_answers() -> String {
 }
 
 /// The arguments of a run of the baseline strategy: `--backend backend`, then `source` (the
-/// flag that says where answers come from) and its value.
+/// flag that says where answers come from) and its value; a served backend gets `--model
+/// tinyllama`.
 fn baseline<'a>(backend: &'a str, source: [&'a str; 2], samples: &'a str) -> Vec<&'a str> {
     let [flag, value] = source;
-    vec![
+    let mut args = vec![
         "--backend",
         backend,
         flag,
@@ -130,7 +131,11 @@ fn baseline<'a>(backend: &'a str, source: [&'a str; 2], samples: &'a str) -> Vec
         "baseline",
         "--samples",
         samples,
-    ]
+    ];
+    if matches!(backend, "openai" | "ollama") {
+        args.extend(["--model", "tinyllama"]);
+    }
+    args
 }
 
 fn scripted_baseline<'a>(answers: &'a str, samples: &'a str) -> Vec<&'a str> {
@@ -223,7 +228,7 @@ async fn bad_task_and_answer_files_name_the_file_and_line() {
     let cases: Vec<(Vec<&str>, Vec<String>)> = vec![
         (
             vec!["--tasks", "ladderr"],
-            vec!["\"ladderr\" is neither a task group (seed, ladder, all)".into()],
+            vec!["\"ladderr\" is neither a task group (seed, ladder, all, humaneval-rust)".into()],
         ),
         (
             vec!["--tasks", &empty],
@@ -344,7 +349,11 @@ async fn backends_are_checked_before_the_run() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let output = run(&["--backend", "openai"]).await;
+    for backend in ["openai", "ollama"] {
+        let output = run(&["--backend", backend]).await;
+        expect(&output, 2, &["need --model NAME (the served model)"]);
+    }
+    let output = run(&["--backend", "openai", "--model", "tinyllama"]).await;
     expect(
         &output,
         2,
@@ -353,6 +362,8 @@ async fn backends_are_checked_before_the_run() {
     let output = run(&[
         "--backend",
         "openai",
+        "--model",
+        "tinyllama",
         "--openai-url",
         &format!("{closed}/v1"),
     ])
@@ -362,7 +373,7 @@ async fn backends_are_checked_before_the_run() {
         2,
         &[&format!("the server at {closed}/v1 does not answer")],
     );
-    let output = command(&["--backend", "openai"])
+    let output = command(&["--backend", "openai", "--model", "tinyllama"])
         .env("OPENAI_BASE_URL", format!("{closed}/v2"))
         .output()
         .await
@@ -372,7 +383,7 @@ async fn backends_are_checked_before_the_run() {
         2,
         &[&format!("the server at {closed}/v2 does not answer")],
     );
-    let output = command(&["--backend", "ollama"])
+    let output = command(&["--backend", "ollama", "--model", "tinyllama"])
         .env("OLLAMA_HOST", &closed)
         .output()
         .await
@@ -394,14 +405,23 @@ async fn backends_are_checked_before_the_run() {
         2,
         &["does not have tinyllama", "ollama pull tinyllama"],
     );
-    let output = run(&[
-        "--backend",
-        "embedded",
-        "--model-path",
-        "/nonexistent/m.gguf",
-    ])
-    .await;
-    expect(&output, 2, &["/nonexistent/m.gguf", "is not a file"]);
+    let output = run(&["--backend", "embedded", "--model", "/nonexistent/m.gguf"]).await;
+    expect(
+        &output,
+        2,
+        &["/nonexistent/m.gguf", "is not a file, nor a model preset"],
+    );
+    // A name that is neither a preset nor a file goes to Ollama under auto; Ollama is closed.
+    let output = command(&["--model", "no-such-model"])
+        .env("OLLAMA_HOST", &closed)
+        .output()
+        .await
+        .unwrap();
+    expect(
+        &output,
+        2,
+        &["no-such-model is not a preset", "nor a GGUF file"],
+    );
 }
 
 #[tokio::test]

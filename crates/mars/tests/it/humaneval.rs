@@ -54,7 +54,13 @@ async fn canonical_solutions_are_graded_once_and_failing_rows_dropped() {
         .map(|d| (d.id.as_str(), d.reason.as_str()))
         .collect();
     assert_eq!(reasons.len(), 3, "{reasons:?}");
-    assert_eq!(reasons[0], ("cut", "its tests define no #[test] function"));
+    assert_eq!(
+        reasons[0],
+        (
+            "cut",
+            "the test holds no #[test] function and no fn main: it would pass anything"
+        )
+    );
     assert_eq!(reasons[1].0, "wrong");
     assert!(reasons[1].1.contains("test_failure"), "{reasons:?}");
     assert_eq!(reasons[2].0, "broken");

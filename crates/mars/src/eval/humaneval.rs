@@ -11,7 +11,7 @@
 //! hash of every assembled source, so they are computed once per machine (a timed-out grade is
 //! not cached: it depends on the machine's load).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
@@ -108,7 +108,8 @@ pub fn category_tasks(text: &str, category: &str) -> Result<(Vec<Task>, Vec<Drop
         #[serde(default)]
         category: Option<String>,
     }
-    let mut wanted = HashSet::new();
+    let mut tasks = Vec::new();
+    let mut dropped = Vec::new();
     for (index, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -118,17 +119,7 @@ pub fn category_tasks(text: &str, category: &str) -> Result<(Vec<Task>, Vec<Drop
             line: line.chars().take(512).collect(),
             reason: format!("not a task row: {err}"),
         })?;
-        if row.category.as_deref() == Some(category) {
-            wanted.insert(row.task_id);
-        }
-    }
-    let mut tasks = Vec::new();
-    let mut dropped = Vec::new();
-    for line in text.lines() {
-        let Ok(row) = serde_json::from_str::<Category>(line) else {
-            continue;
-        };
-        if !wanted.contains(&row.task_id) {
+        if row.category.as_deref() != Some(category) {
             continue;
         }
         // One row at a time, so that a row the loader rejects (tests cut off, no `#[test]`)

@@ -146,6 +146,14 @@ impl OllamaClient {
         &self.config
     }
 
+    /// The same client (sharing its connection pool) for another model and `keep_alive`.
+    pub fn for_model(&self, model: impl Into<String>, keep_alive: Option<String>) -> Self {
+        let mut client = self.clone();
+        client.config.model = model.into();
+        client.config.keep_alive = keep_alive;
+        client
+    }
+
     /// The server's version (`GET /api/version`): a cheap health check.
     pub async fn version(&self) -> Result<String> {
         #[derive(Deserialize)]

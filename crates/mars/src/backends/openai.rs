@@ -102,6 +102,14 @@ impl OpenAiClient {
         &self.config
     }
 
+    /// The same client (sharing its connection pool) for another model and bearer token.
+    pub fn for_model(&self, model: impl Into<String>, api_key: Option<String>) -> Self {
+        let mut client = self.clone();
+        client.config.model = model.into();
+        client.config.api_key = api_key;
+        client
+    }
+
     /// The JSON body sent for `request`: [`OpenAiConfig::extra_body`]'s keys added to (or
     /// replacing) the typed fields.
     pub fn request_body(&self, request: &ChatRequest) -> Value {

@@ -1,0 +1,329 @@
+//! The shared core both front ends call: choosing the upstream and the strategies of a request,
+//! building them (validated before anything runs), and running their choices as streams owned
+//! by the response, so that a client that goes away cancels every inner call.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use mars::strategies::registry::{self, Defaults, StrategyName};
+use mars::{ChatRequest, Completion, EventStream, ModelClient, StreamEvent, Usage};
+use tokio::time::Instant;
+
+use crate::config::ServerConfig;
+use crate::error::ApiError;
+use crate::fields::{self, Body};
+use crate::limit::{Gate, Limited};
+use crate::metrics::Metrics;
+use crate::select::{self, Strategies};
+use crate::upstream::{Route, RouteError, Upstreams, Wire};
+
+/// What every handler shares.
+#[derive(Debug)]
+pub struct AppState {
+    /// The server's settings.
+    pub config: ServerConfig,
+    /// The upstreams and their model lists.
+    pub upstreams: Upstreams,
+    /// `--max-concurrency`'s permits.
+    pub gate: Arc<Gate>,
+    /// `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The strategies served: every registered one that builds without a verifier.
+    pub servable: Vec<StrategyName>,
+}
+
+/// A request's model and strategies, before its messages are read.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The model string as requested, echoed in responses.
+    pub requested: String,
+    /// Where the base model lives.
+    pub route: Route,
+    /// The strategies chosen, if any (none: the request is relayed or sent as it is).
+    pub strategies: Option<Strategies>,
+}
+
+/// The choices of a started request, each a stream owned by the response.
+pub struct Started {
+    /// `X-Mars-Strategy`.
+    pub label: String,
+    /// One stream per choice, in choice order.
+    pub choices: Vec<EventStream<'static>>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started")
+            .field("label", &self.label)
+            .field("choices", &self.choices.len())
+            .finish()
+    }
+}
+
+/// The label of a request without a strategy.
+pub const BASELINE: &str = "baseline";
+
+impl AppState {
+    /// The strategies that build without a verifier.
+    pub fn servable_strategies() -> Vec<StrategyName> {
+        let client = mars::ScriptedClient::new([]);
+        StrategyName::ALL
+            .iter()
+            .copied()
+            .filter(|name| {
+                let spec = registry::StrategySpec::single(*name);
+                registry::build(&spec, &client, &Defaults::default()).is_ok()
+            })
+            .collect()
+    }
+
+    /// Routes the body's `model` and reads a strategy from its prefix or from the
+    /// `optillm_approach` / `mars_strategy` field. A name that is exactly an upstream model is
+    /// never parsed as a prefix.
+    pub async fn plan(&self, body: &Body) -> Result<Plan, ApiError> {
+        let requested = fields::string(body, "model")?;
+        let (route, mut strategies) = match self.upstreams.route(&requested).await {
+            Ok(route) => (route, None),
+            Err(RouteError::Ambiguous(names)) => return Err(ambiguous(&requested, &names)),
+            Err(RouteError::Unknown(names)) => match select::split_prefix(&requested) {
+                Some((prefix, rest)) => {
+                    let strategies = select::parse_strategies(prefix, "model", &self.servable)?;
+                    let route = self.upstreams.route(rest).await.map_err(|err| match err {
+                        RouteError::Ambiguous(names) => ambiguous(rest, &names),
+                        RouteError::Unknown(names) => unknown(rest, &names, true),
+                    })?;
+                    (route, Some(strategies))
+                }
+                None => return Err(unknown(&requested, &names, false)),
+            },
+        };
+        for field in ["optillm_approach", "mars_strategy"] {
+            if let Some(text) = fields::opt_string(body, field)?
+                && strategies.is_none()
+            {
+                strategies = Some(select::parse_strategies(&text, field, &self.servable)?);
+            }
+        }
+        Ok(Plan {
+            requested,
+            route,
+            strategies,
+        })
+    }
+
+    /// Strips an `<optillm_approach>` tag from the request's messages and, when the plan has
+    /// no strategy yet, takes it from the tag.
+    pub fn apply_tag(&self, plan: &mut Plan, request: &mut ChatRequest) -> Result<(), ApiError> {
+        let texts = request
+            .system
+            .iter_mut()
+            .chain(request.messages.iter_mut().map(|m| &mut m.content));
+        for text in texts {
+            if let Some((value, rest)) = select::strip_tag(text) {
+                *text = rest;
+                if plan.strategies.is_none() {
+                    plan.strategies = Some(select::parse_strategies(
+                        &value,
+                        "optillm_approach",
+                        &self.servable,
+                    )?);
+                }
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The wire of the plan's upstream.
+    pub fn wire(&self, plan: &Plan) -> Wire {
+        self.upstreams
+            .get(plan.route.upstream)
+            .map_or(Wire::Embedded, |u| u.wire())
+    }
+
+    /// Builds the plan's strategies over its upstream (every stage validated now, before any
+    /// call) and returns one stream per choice: each alternative `n` times, alternative-major.
+    /// Choice `i > 0` of an alternative gets the request's seed plus `i`.
+    pub fn start(
+        &self,
+        plan: &Plan,
+        request: &ChatRequest,
+        n: usize,
+        keep_alive: Option<String>,
+        key: Option<String>,
+    ) -> Result<Started, ApiError> {
+        let upstream = self
+            .upstreams
+            .get(plan.route.upstream)
+            .ok_or_else(|| ApiError::internal("the routed upstream is gone"))?;
+        let client = Limited::new(
+            upstream.client(&plan.route.model, keep_alive, key),
+            Arc::clone(&self.gate),
+            upstream.wire() == Wire::Embedded,
+        );
+        let defaults = Defaults::default();
+        let specs: Vec<Option<&registry::StrategySpec>> = match &plan.strategies {
+            None => vec![None],
+            Some(s) => s.alternatives.iter().map(Some).collect(),
+        };
+        let mut choices = Vec::with_capacity(specs.len() * n);
+        for spec in specs {
+            for i in 0..n {
+                let mut request = request.clone();
+                if i > 0 {
+                    request.options.seed = request.options.seed.map(|s| s.wrapping_add(i as u64));
+                }
+                let runner: Box<dyn ModelClient> = match spec {
+                    None => Box::new(client.clone()),
+                    Some(spec) => {
+                        let built = registry::build(spec, client.clone(), &defaults)
+                            .map_err(|err| build_error(spec.as_str(), &err))?;
+                        built
+                    }
+                };
+                choices.push(owned_stream(runner, request));
+            }
+        }
+        let label = plan
+            .strategies
+            .as_ref()
+            .map_or_else(|| BASELINE.to_owned(), Strategies::label);
+        Ok(Started { label, choices })
+    }
+}
+
+fn build_error(spec: &str, err: &mars::Error) -> ApiError {
+    match err {
+        mars::Error::InvalidConfig {
+            field: "verifier", ..
+        } => select::needs_verifier("model", spec),
+        other => ApiError::bad_request(format!("strategy {spec:?} cannot be built: {other}")),
+    }
+}
+
+fn ambiguous(model: &str, names: &[String]) -> ApiError {
+    ApiError::model_not_found(format!(
+        "model {model:?} is served by more than one upstream: {}",
+        names.join(", ")
+    ))
+}
+
+fn unknown(model: &str, names: &[String], after_prefix: bool) -> ApiError {
+    let what = if after_prefix { "base model" } else { "model" };
+    let list = if names.is_empty() {
+        "none (no upstream answered)".to_owned()
+    } else {
+        names.join(", ")
+    };
+    ApiError::model_not_found(format!(
+        "{what} {model:?} not found; available models: {list} (each also with a strategy \
+         prefix such as `moa-`)"
+    ))
+}
+
+/// A stream that owns its client (a strategy, or the plain upstream client).
+fn owned_stream(runner: Box<dyn ModelClient>, request: ChatRequest) -> EventStream<'static> {
+    Box::pin(async_stream::stream! {
+        let mut events = runner.stream_chat(request);
+        while let Some(event) = events.next().await {
+            yield event;
+        }
+    })
+}
+
+/// Drains every choice concurrently, within `timeout`. The summed usage covers every choice.
+pub async fn collect_all(
+    started: Started,
+    timeout: Duration,
+) -> Result<(Vec<Completion>, Usage), ApiError> {
+    let all = futures::future::join_all(
+        started
+            .choices
+            .into_iter()
+            .map(mars::client::collect_completion),
+    );
+    let results = tokio::time::timeout(timeout, all)
+        .await
+        .map_err(|_| ApiError::timeout(timeout))?;
+    let mut usage = Usage::default();
+    let mut completions = Vec::with_capacity(results.len());
+    for result in results {
+        let completion = result.map_err(|err| ApiError::from_mars(&err))?;
+        usage.accumulate(&completion.usage);
+        completions.push(completion);
+    }
+    Ok((completions, usage))
+}
+
+/// What a streaming response does next.
+#[derive(Debug)]
+pub enum Tick {
+    /// An event of choice `index`.
+    Event(usize, mars::Result<StreamEvent>),
+    /// Nothing came for the keep-alive interval.
+    KeepAlive,
+    /// The request ran past `--request-timeout`.
+    TimedOut,
+    /// Every choice has ended.
+    End,
+}
+
+/// Every choice's events merged as they come, each tagged with its choice index; with a
+/// keep-alive tick when none comes for `keep_alive`, and a timeout at `deadline`.
+pub struct Ticker {
+    merged: BoxStream<'static, (usize, mars::Result<StreamEvent>)>,
+    deadline: Instant,
+    keep_alive: Duration,
+}
+
+impl std::fmt::Debug for Ticker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticker")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ticker {
+    /// Merges `choices`.
+    pub fn new(
+        choices: Vec<EventStream<'static>>,
+        timeout: Duration,
+        keep_alive: Duration,
+    ) -> Self {
+        let tagged = choices
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.map(move |event| (i, event)).boxed());
+        Ticker {
+            merged: futures::stream::select_all(tagged).boxed(),
+            deadline: Instant::now() + timeout,
+            keep_alive,
+        }
+    }
+
+    /// The next thing to send.
+    pub async fn next(&mut self) -> Tick {
+        let wait = self
+            .keep_alive
+            .min(self.deadline.saturating_duration_since(Instant::now()));
+        match tokio::time::timeout(wait, self.merged.next()).await {
+            Ok(Some((i, event))) => Tick::Event(i, event),
+            Ok(None) => Tick::End,
+            Err(_) if Instant::now() >= self.deadline => Tick::TimedOut,
+            Err(_) => Tick::KeepAlive,
+        }
+    }
+}
+
+/// OpenAI's name of a finish reason.
+pub fn finish_name(reason: &mars::FinishReason) -> &str {
+    match reason {
+        mars::FinishReason::Stop => "stop",
+        mars::FinishReason::Length => "length",
+        mars::FinishReason::Other(other) if other.is_empty() => "stop",
+        mars::FinishReason::Other(other) => other,
+    }
+}

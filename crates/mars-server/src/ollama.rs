@@ -1,0 +1,493 @@
+//! The Ollama front end: `/`, `/api/version`, `/api/tags`, `/api/show`, `/api/ps`,
+//! `/api/chat` and `/api/generate` (NDJSON streams by default), translated to the core request
+//! and back.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Extension;
+use axum::body::{Body as HttpBody, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use mars::{ChatRequest, Message, Role, SamplingOptions, StreamEvent, Usage};
+use serde_json::{Value, json};
+
+use crate::core::{self, AppState, Tick, Ticker};
+use crate::error::{Api, ApiError};
+use crate::fields::{self, Body};
+use crate::respond::{self, Relay, RequestId};
+use crate::upstream::{self, Upstream};
+
+/// The Ollama API version this surface follows, reported by `/api/version`.
+pub const OLLAMA_VERSION: &str = "0.12.0";
+
+/// `GET`/`HEAD /`.
+pub async fn root() -> &'static str {
+    "Ollama is running"
+}
+
+/// `GET /api/version`.
+pub async fn version() -> Response {
+    axum::Json(json!({"version": OLLAMA_VERSION})).into_response()
+}
+
+/// `GET /api/tags`: every base model's record, then its strategy variants.
+pub async fn tags(State(state): State<Arc<AppState>>) -> Response {
+    let catalog = state.upstreams.catalog(false).await;
+    let mut models: Vec<Value> = catalog.iter().map(|e| e.record.clone()).collect();
+    for entry in catalog.iter() {
+        for strategy in state.servable.iter().filter(|s| s.slug() != "none") {
+            let name = format!("{}-{}", strategy.slug(), entry.name);
+            let mut record = entry.record.clone();
+            record["name"] = json!(name);
+            record["model"] = json!(name);
+            models.push(record);
+        }
+    }
+    axum::Json(json!({"models": models})).into_response()
+}
+
+/// `GET /api/ps`: the Ollama upstream's loaded models, and the embedded model (always loaded).
+pub async fn ps(State(state): State<Arc<AppState>>) -> Response {
+    let mut models = Vec::new();
+    for upstream in state.upstreams.all() {
+        match upstream {
+            Upstream::Ollama { base, http, .. } => {
+                let url = format!("{base}/api/ps");
+                if let Ok(response) = http.get(&url).send().await
+                    && let Ok(body) = response.json::<Value>().await
+                    && let Some(list) = body.get("models").and_then(Value::as_array)
+                {
+                    models.extend(list.iter().cloned());
+                }
+            }
+            Upstream::Embedded { .. } => {
+                for mut record in upstream.models().await.unwrap_or_default() {
+                    record["expires_at"] = json!("2262-04-11T23:47:16Z");
+                    record["size_vram"] = json!(0);
+                    models.push(record);
+                }
+            }
+            Upstream::OpenAi { .. } => {}
+        }
+    }
+    axum::Json(json!({"models": models})).into_response()
+}
+
+/// `POST /api/show` with `model` (or `name`): the upstream's answer for an Ollama model,
+/// else one built from the model list.
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    match show_inner(&state, bytes).await {
+        Ok(response) => response,
+        Err(err) => err.on(Api::Ollama).into_response(),
+    }
+}
+
+async fn show_inner(
+    state: &Arc<AppState>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (_, mut body) = respond::read_body(bytes, state.config.max_body_bytes, Api::Ollama)?;
+    if fields::present(&body, "model").is_none()
+        && let Some(name) = body.get("name").cloned()
+    {
+        body.insert("model".into(), name);
+    }
+    let plan = state.plan(&body).await?;
+    if let Some(Upstream::Ollama { base, http, .. }) = state.upstreams.get(plan.route.upstream) {
+        let url = format!("{base}/api/show");
+        let upstream = http
+            .post(&url)
+            .json(&json!({"model": plan.route.model}))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        if let Ok(response) = upstream
+            && let Ok(mut value) = response.json::<Value>().await
+        {
+            if value.get("capabilities").is_none() {
+                value["capabilities"] = json!(["completion"]);
+            }
+            return Ok(axum::Json(value).into_response());
+        }
+    }
+    let catalog = state.upstreams.catalog(false).await;
+    let details = catalog
+        .iter()
+        .find(|e| e.name == plan.route.model && e.upstream == plan.route.upstream)
+        .and_then(|e| e.record.get("details").cloned())
+        .unwrap_or_else(|| json!({}));
+    Ok(axum::Json(json!({
+        "modelfile": "",
+        "parameters": "",
+        "template": "",
+        "details": details,
+        "model_info": {},
+        "capabilities": ["completion"],
+        "modified_at": "1970-01-01T00:00:00Z",
+    }))
+    .into_response())
+}
+
+/// Which endpoint: the two differ in their input and in how a record carries text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Chat,
+    Generate,
+}
+
+/// Fields that a strategy (or a translation to another wire) cannot honour.
+const UNMODELLED_CHAT: &[&str] = &["format", "tools"];
+const UNMODELLED_GENERATE: &[&str] = &["format", "suffix", "images", "raw", "template", "context"];
+
+/// `POST /api/chat`.
+pub async fn chat(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond_to(&state, &id, &headers, bytes, Endpoint::Chat).await
+}
+
+/// `POST /api/generate`.
+pub async fn generate(
+    State(state): State<Arc<AppState>>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Response {
+    respond_to(&state, &id, &headers, bytes, Endpoint::Generate).await
+}
+
+async fn respond_to(
+    state: &Arc<AppState>,
+    id: &RequestId,
+    headers: &HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+    endpoint: Endpoint,
+) -> Response {
+    match run(state, id, headers, bytes, endpoint).await {
+        Ok(response) => response,
+        Err(err) => err.on(Api::Ollama).into_response(),
+    }
+}
+
+async fn run(
+    state: &Arc<AppState>,
+    id: &RequestId,
+    headers: &HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let (raw, body) = respond::read_body(bytes, state.config.max_body_bytes, Api::Ollama)?;
+    let mut plan = state.plan(&body).await?;
+    let stream = fields::opt_bool(&body, "stream")?.unwrap_or(true);
+    let keep_alive = keep_alive(&body)?;
+    if endpoint == Endpoint::Chat
+        && !matches!(fields::present(&body, "messages"), Some(Value::Array(m)) if !m.is_empty())
+    {
+        return Err(ApiError::bad_field(
+            "messages",
+            "`messages` must be a non-empty array",
+        ));
+    }
+    if endpoint == Endpoint::Generate
+        && fields::opt_string(&body, "prompt")?
+            .unwrap_or_default()
+            .is_empty()
+    {
+        // Ollama's way to load a model: an empty prompt answers at once.
+        return Ok(axum::Json(json!({
+            "model": plan.requested,
+            "created_at": upstream::rfc3339_now(),
+            "response": "",
+            "done": true,
+            "done_reason": "load",
+        }))
+        .into_response());
+    }
+    if plan.strategies.is_none()
+        && let Some(Upstream::Ollama { base, http, .. }) = state.upstreams.get(plan.route.upstream)
+    {
+        let path = match endpoint {
+            Endpoint::Chat => "/api/chat",
+            Endpoint::Generate => "/api/generate",
+        };
+        return respond::relay(
+            state,
+            Relay {
+                http,
+                url: format!("{base}{path}"),
+                body: raw,
+                key: None,
+                stream,
+                api: Api::Ollama,
+            },
+        )
+        .await;
+    }
+    let why = if plan.strategies.is_some() {
+        "by a strategy"
+    } else {
+        "when the model is served through another API"
+    };
+    let (unmodelled, mut request) = match endpoint {
+        Endpoint::Chat => (UNMODELLED_CHAT, chat_request(&body)?),
+        Endpoint::Generate => (UNMODELLED_GENERATE, generate_request(&body)?),
+    };
+    fields::refuse_unmodelled(&body, unmodelled, why)?;
+    state.apply_tag(&mut plan, &mut request)?;
+    if plan
+        .strategies
+        .as_ref()
+        .is_some_and(|s| s.alternatives.len() > 1)
+    {
+        return Err(ApiError::bad_field(
+            "model",
+            "alternatives `a|b` need several choices, which only the OpenAI API has",
+        ));
+    }
+    if state.config.log_prompts {
+        tracing::info!(request_id = %id.0, prompt = ?request.messages, "prompt");
+    }
+    let key = respond::forwarded_key(state, headers);
+    let started = state.start(&plan, &request, 1, keep_alive, key)?;
+    let label = started.label.clone();
+    let shape = Shape {
+        model: plan.requested.clone(),
+        endpoint,
+    };
+    if !stream {
+        let (completions, usage) = core::collect_all(started, state.config.request_timeout).await?;
+        let (text, reason) = completions
+            .first()
+            .map(|c| (c.text.as_str(), core::finish_name(&c.finish_reason)))
+            .unwrap_or(("", "stop"));
+        let record = shape.last(text, reason, &usage, start.elapsed());
+        let mut response = axum::Json(record).into_response();
+        respond::mars_headers(&mut response, &label, Some(usage.model_calls));
+        return Ok(response);
+    }
+    let mut ticker = Ticker::new(
+        started.choices,
+        state.config.request_timeout,
+        state.config.keep_alive,
+    );
+    let first = ticker.next().await;
+    match &first {
+        Tick::Event(_, Err(err)) => return Err(ApiError::from_mars(err)),
+        Tick::TimedOut => return Err(ApiError::timeout(state.config.request_timeout)),
+        _ => {}
+    }
+    let mut response = Response::new(HttpBody::from_stream(ndjson(shape, ticker, first, start)));
+    response.headers_mut().insert(
+        "content-type",
+        axum::http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    respond::mars_headers(&mut response, &label, None);
+    Ok(response)
+}
+
+/// How records of one response look.
+#[derive(Debug, Clone)]
+struct Shape {
+    model: String,
+    endpoint: Endpoint,
+}
+
+impl Shape {
+    fn delta(&self, text: &str) -> Bytes {
+        let record = match self.endpoint {
+            Endpoint::Chat => json!({
+                "model": self.model,
+                "created_at": upstream::rfc3339_now(),
+                "message": {"role": "assistant", "content": text},
+                "done": false,
+            }),
+            Endpoint::Generate => json!({
+                "model": self.model,
+                "created_at": upstream::rfc3339_now(),
+                "response": text,
+                "done": false,
+            }),
+        };
+        Bytes::from(format!("{record}\n"))
+    }
+
+    /// The final record: the whole text (empty when streamed), `done_reason`, counts and
+    /// durations in nanoseconds.
+    fn last(&self, text: &str, reason: &str, usage: &Usage, total: Duration) -> Value {
+        let ns =
+            |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let mut record = json!({
+            "model": self.model,
+            "created_at": upstream::rfc3339_now(),
+            "done": true,
+            "done_reason": reason,
+            "total_duration": ns(Some(total)),
+            "load_duration": ns(usage.load_duration),
+            "prompt_eval_count": usage.prompt_tokens,
+            "prompt_eval_duration": ns(usage.prompt_eval_duration),
+            "eval_count": usage.completion_tokens,
+            "eval_duration": ns(usage.eval_duration),
+        });
+        match self.endpoint {
+            Endpoint::Chat => record["message"] = json!({"role": "assistant", "content": text}),
+            Endpoint::Generate => record["response"] = json!(text),
+        }
+        record
+    }
+}
+
+/// The NDJSON body: one record per delta, an empty record as keep-alive, the final record;
+/// or a final `{"error": ...}` line on a failure.
+fn ndjson(
+    shape: Shape,
+    mut ticker: Ticker,
+    first: Tick,
+    start: Instant,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    async_stream::stream! {
+        let mut pending = Some(first);
+        loop {
+            let tick = match pending.take() {
+                Some(tick) => tick,
+                None => ticker.next().await,
+            };
+            match tick {
+                Tick::End => break,
+                Tick::KeepAlive => yield Ok(shape.delta("")),
+                Tick::TimedOut => {
+                    let err = ApiError::timeout(Duration::ZERO);
+                    yield Ok(respond::stream_error(Api::Ollama, &err));
+                    return;
+                }
+                Tick::Event(_, Err(err)) => {
+                    yield Ok(respond::stream_error(Api::Ollama, &ApiError::from_mars(&err)));
+                    return;
+                }
+                Tick::Event(_, Ok(StreamEvent::Delta(text))) => yield Ok(shape.delta(&text)),
+                Tick::Event(_, Ok(StreamEvent::Done(finish))) => {
+                    let reason = core::finish_name(&finish.reason);
+                    let record = shape.last("", reason, &finish.usage, start.elapsed());
+                    yield Ok(Bytes::from(format!("{record}\n")));
+                }
+            }
+        }
+    }
+}
+
+/// `keep_alive`: a number of seconds or a duration string, passed to Ollama as a string.
+fn keep_alive(body: &Body) -> Result<Option<String>, ApiError> {
+    match fields::present(body, "keep_alive") {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(format!("{n}s"))),
+        Some(_) => Err(ApiError::bad_field(
+            "keep_alive",
+            "`keep_alive` must be a number of seconds or a duration string",
+        )),
+    }
+}
+
+/// Ollama's `options` mapped to mars's sampling options (others are left to the upstream's
+/// defaults).
+fn sampling(body: &Body) -> Result<SamplingOptions, ApiError> {
+    let Some(options) = fields::opt_object(body, "options")? else {
+        return Ok(SamplingOptions::default());
+    };
+    let field = |name: &str| format!("options.{name}");
+    let named = |err: ApiError, name: &str| ApiError {
+        param: Some(field(name)),
+        ..err
+    };
+    let num_predict = match fields::present(options, "num_predict") {
+        // -1 (endless) and -2 (fill the context) leave the limit unset.
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|x| x < 0) => None,
+        _ => fields::opt_u32(options, "num_predict").map_err(|e| named(e, "num_predict"))?,
+    };
+    Ok(SamplingOptions {
+        temperature: fields::opt_f32(options, "temperature")
+            .map_err(|e| named(e, "temperature"))?,
+        top_p: fields::opt_f32(options, "top_p").map_err(|e| named(e, "top_p"))?,
+        top_k: fields::opt_u32(options, "top_k").map_err(|e| named(e, "top_k"))?,
+        seed: fields::opt_seed(options, "seed").map_err(|e| named(e, "seed"))?,
+        max_tokens: num_predict,
+        stop: fields::stop(options, "stop").map_err(|e| named(e, "stop"))?,
+    })
+}
+
+/// The core request of an `/api/chat` body.
+fn chat_request(body: &Body) -> Result<ChatRequest, ApiError> {
+    let Some(Value::Array(messages)) = fields::present(body, "messages") else {
+        return Err(ApiError::bad_field(
+            "messages",
+            "`messages` must be a non-empty array",
+        ));
+    };
+    let mut request = ChatRequest {
+        system: None,
+        messages: Vec::with_capacity(messages.len()),
+        options: sampling(body)?,
+    };
+    for (i, message) in messages.iter().enumerate() {
+        let at = format!("messages[{i}]");
+        let Value::Object(message) = message else {
+            return Err(ApiError::bad_field(at, "each message must be an object"));
+        };
+        for unmodelled in ["images", "tool_calls"] {
+            if matches!(fields::present(message, unmodelled), Some(Value::Array(a)) if !a.is_empty())
+            {
+                return Err(ApiError::bad_field(
+                    format!("{at}.{unmodelled}"),
+                    format!("`{unmodelled}` cannot be honoured by a strategy"),
+                ));
+            }
+        }
+        let role = match fields::opt_string(message, "role")?.as_deref() {
+            Some("system") => Role::System,
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            other => {
+                return Err(ApiError::bad_field(
+                    format!("{at}.role"),
+                    format!("role {other:?} cannot be honoured here (system, user, assistant)"),
+                ));
+            }
+        };
+        let content = fields::opt_string(message, "content")
+            .map_err(|e| ApiError {
+                param: Some(format!("{at}.content")),
+                ..e
+            })?
+            .unwrap_or_default();
+        if role == Role::System && i == 0 {
+            request.system = Some(content);
+        } else {
+            request.messages.push(Message { role, content });
+        }
+    }
+    if !request.messages.iter().any(|m| m.role == Role::User) {
+        return Err(ApiError::bad_field(
+            "messages",
+            "`messages` has no user message",
+        ));
+    }
+    Ok(request)
+}
+
+/// The core request of an `/api/generate` body: `system` and one user message.
+fn generate_request(body: &Body) -> Result<ChatRequest, ApiError> {
+    Ok(ChatRequest {
+        system: fields::opt_string(body, "system")?,
+        messages: vec![Message::user(fields::string(body, "prompt")?)],
+        options: sampling(body)?,
+    })
+}

@@ -148,6 +148,27 @@ pub fn opt_object<'a>(body: &'a Body, field: &str) -> Result<Option<&'a Body>, A
     }
 }
 
+/// Whether any message (or `prompt`, `system`) carries an `<optillm_approach>` tag, which
+/// asks for a strategy even when the model names none.
+pub fn has_tag(body: &Body) -> bool {
+    const TAG: &str = "<optillm_approach>";
+    let in_messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .is_some_and(|messages| {
+            messages.iter().any(|m| {
+                m.get("content")
+                    .is_some_and(|c| c.to_string().contains(TAG))
+            })
+        });
+    in_messages
+        || ["prompt", "system"].iter().any(|field| {
+            body.get(*field)
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.contains(TAG))
+        })
+}
+
 /// The first of `fields` that is present with a value a strategy cannot honour: 400 naming it.
 pub fn refuse_unmodelled(body: &Body, fields: &[&str], why: &str) -> Result<(), ApiError> {
     for field in fields {

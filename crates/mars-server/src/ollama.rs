@@ -214,6 +214,7 @@ async fn run(
         .into_response());
     }
     if plan.strategies.is_none()
+        && !fields::has_tag(&body)
         && let Some(Upstream::Ollama { base, http, .. }) = state.upstreams.get(plan.route.upstream)
     {
         let path = match endpoint {

@@ -77,6 +77,7 @@ async fn chat(
         ));
     }
     if plan.strategies.is_none()
+        && !fields::has_tag(&body)
         && let Some(Upstream::OpenAi {
             base,
             http,

@@ -1,0 +1,160 @@
+//! Limits and cancellation: the concurrency bound, admission, timeouts, body size, and a
+//! client that goes away.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::support::{Harness, header};
+
+fn chat(model: &str, prompt: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": prompt}]})
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_every_inner_call() {
+    let h = Harness::start().await;
+    // MoA's three proposals run at once; each sends one token and then waits.
+    let mut response = h
+        .post("/v1/chat/completions", chat("moa-llama3", "HANG", true))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        h.fake
+            .wait_for(|e| e.iter().filter(|e| e.starts_with("start")).count() == 3)
+            .await
+    );
+    // A keep-alive comment arrives while the proposals run.
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b": keep-alive"), "{first:?}");
+    drop(response);
+    let all_dropped = h
+        .fake
+        .wait_for(|e| e.iter().filter(|e| e.starts_with("dropped")).count() == 3)
+        .await;
+    assert!(all_dropped, "events: {:?}", h.fake.events());
+    let metrics = h.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("mars_requests_in_flight 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_non_streaming_client_that_goes_away_cancels_too() {
+    let h = Harness::start().await;
+    let client = h.client.clone();
+    let url = format!("{}/api/chat", h.url);
+    let request = tokio::spawn(async move {
+        client
+            .post(url)
+            .json(&chat("re2-llama3", "HANG", false))
+            .send()
+            .await
+    });
+    assert!(h.fake.wait_for(|e| e.iter().any(|e| e == "start 0")).await);
+    request.abort();
+    assert!(
+        h.fake
+            .wait_for(|e| e.iter().any(|e| e == "dropped 0"))
+            .await,
+        "{:?}",
+        h.fake.events()
+    );
+}
+
+#[tokio::test]
+async fn the_concurrency_bound_holds_and_overflow_is_429() {
+    let h = Harness::with(|c| {
+        c.max_concurrency = 4;
+        c.max_queue = 4;
+    })
+    .await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let client = h.client.clone();
+            let url = format!("{}/v1/chat/completions", h.url);
+            tokio::spawn(async move {
+                let body = json!({"model": "re2-llama3", "messages": [{"role": "user", "content": format!("SLOW {i}")}]});
+                let response = client.post(url).json(&body).send().await.unwrap();
+                let status = response.status().as_u16();
+                let retry = response.headers().contains_key("retry-after");
+                (status, retry)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut busy = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            (200, _) => ok += 1,
+            (429, true) => busy += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ok + busy, 50);
+    assert!(busy > 0, "50 at once past a bound of 8 must overflow");
+    assert!(
+        h.fake.max_in_flight() <= 4,
+        "the fake saw {} at once",
+        h.fake.max_in_flight()
+    );
+    // Nothing lost or duplicated: one upstream call per admitted request, each prompt once.
+    let calls = h.fake.chat_requests();
+    assert_eq!(calls.len(), ok);
+    let mut prompts: Vec<String> = calls
+        .iter()
+        .map(|c| c.body["messages"].to_string())
+        .collect();
+    prompts.sort();
+    prompts.dedup();
+    assert_eq!(prompts.len(), ok);
+}
+
+#[tokio::test]
+async fn a_request_past_its_time_limit_is_504() {
+    let h = Harness::with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    let response = h
+        .post("/v1/chat/completions", chat("re2-llama3", "HANG", false))
+        .await;
+    assert_eq!(response.status(), 504);
+    assert_eq!(header(&response, "x-should-retry"), "false");
+    assert!(
+        h.fake
+            .wait_for(|e| e.iter().any(|e| e == "dropped 0"))
+            .await
+    );
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_413() {
+    let h = Harness::with(|c| c.max_body_bytes = 1024).await;
+    let big = "x".repeat(4096);
+    let response = h
+        .post("/v1/chat/completions", chat("re2-llama3", &big, false))
+        .await;
+    assert_eq!(response.status(), 413);
+    let err: Value = response.json().await.unwrap();
+    assert!(err["error"]["message"].as_str().unwrap().contains("1024"));
+    let response = h.post("/api/chat", chat("re2-llama3", &big, false)).await;
+    assert_eq!(response.status(), 413);
+    let err: Value = response.json().await.unwrap();
+    assert!(err["error"].is_string());
+}
+
+#[tokio::test]
+async fn streaming_baseline_relays_chunks_as_they_come() {
+    let h = Harness::start().await;
+    let response = h
+        .post("/v1/chat/completions", chat("gpt-fake", "HANG", true))
+        .await;
+    let mut body = response.bytes_stream();
+    let first = body.next().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: "), "{first:?}");
+    // The fake has sent one token and is still waiting: the chunk came before it finished.
+    assert!(!h.fake.events().iter().any(|e| e.starts_with("done")));
+    drop(body);
+    assert!(
+        h.fake
+            .wait_for(|e| e.iter().any(|e| e == "dropped 0"))
+            .await
+    );
+}

@@ -177,11 +177,8 @@ impl AppState {
                 }
                 let runner: Box<dyn ModelClient> = match spec {
                     None => Box::new(client.clone()),
-                    Some(spec) => {
-                        let built = registry::build(spec, client.clone(), &defaults)
-                            .map_err(|err| build_error(spec.as_str(), &err))?;
-                        built
-                    }
+                    Some(spec) => registry::build(spec, client.clone(), &defaults)
+                        .map_err(|err| build_error(spec.as_str(), &err))?,
                 };
                 choices.push(owned_stream(runner, request));
             }

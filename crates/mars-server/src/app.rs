@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use futures::StreamExt;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -135,6 +136,12 @@ impl App {
     ) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
         let (tx, rx) = tokio::sync::watch::channel(false);
+        // Small writes (one token per SSE event) go out at once, not after Nagle's wait.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::warn!(%err, "could not set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, self.router()).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = tx.send(true);

@@ -84,20 +84,24 @@ impl AppState {
     /// never parsed as a prefix.
     pub async fn plan(&self, body: &Body) -> Result<Plan, ApiError> {
         let requested = fields::string(body, "model")?;
-        let (route, mut strategies) = match self.upstreams.route(&requested).await {
-            Ok(route) => (route, None),
+        // The cached model lists first; fetched again once when the name leads nowhere.
+        let mut found = self.route_with_prefix(&requested, false).await;
+        if matches!(found, Err(RouteError::Unknown(_))) {
+            found = self.route_with_prefix(&requested, true).await;
+        }
+        let (route, prefix) = match found {
+            Ok(found) => found,
             Err(RouteError::Ambiguous(names)) => return Err(ambiguous(&requested, &names)),
-            Err(RouteError::Unknown(names)) => match select::split_prefix(&requested) {
-                Some((prefix, rest)) => {
-                    let strategies = select::parse_strategies(prefix, "model", &self.servable)?;
-                    let route = self.upstreams.route(rest).await.map_err(|err| match err {
-                        RouteError::Ambiguous(names) => ambiguous(rest, &names),
-                        RouteError::Unknown(names) => unknown(rest, &names, true),
-                    })?;
-                    (route, Some(strategies))
-                }
-                None => return Err(unknown(&requested, &names, false)),
-            },
+            Err(RouteError::Unknown(names)) => {
+                return Err(match select::split_prefix(&requested) {
+                    Some((_, rest)) => unknown(rest, &names, true),
+                    None => unknown(&requested, &names, false),
+                });
+            }
+        };
+        let mut strategies = match prefix {
+            Some(prefix) => Some(select::parse_strategies(&prefix, "model", &self.servable)?),
+            None => None,
         };
         for field in ["optillm_approach", "mars_strategy"] {
             if let Some(text) = fields::opt_string(body, field)?
@@ -111,6 +115,25 @@ impl AppState {
             route,
             strategies,
         })
+    }
+
+    /// `model` as an upstream's model, else as a strategy prefix and a model; the prefix is
+    /// returned unparsed.
+    async fn route_with_prefix(
+        &self,
+        model: &str,
+        fresh: bool,
+    ) -> Result<(Route, Option<String>), RouteError> {
+        match self.upstreams.route(model, fresh).await {
+            Err(RouteError::Unknown(names)) => match select::split_prefix(model) {
+                Some((prefix, rest)) => {
+                    let route = self.upstreams.route(rest, fresh).await?;
+                    Ok((route, Some(prefix.to_owned())))
+                }
+                None => Err(RouteError::Unknown(names)),
+            },
+            other => other.map(|route| (route, None)),
+        }
     }
 
     /// Strips an `<optillm_approach>` tag from the request's messages and, when the plan has

@@ -325,21 +325,10 @@ impl Upstreams {
         entries
     }
 
-    /// Routes `model`, refreshing the cached lists once when it is not found.
-    pub async fn route(&self, model: &str) -> Result<Route, RouteError> {
-        let catalog = self.catalog(false).await;
-        match route_in(&catalog, &self.all, model) {
-            Err(RouteError::Unknown(_)) => {
-                let catalog = self.catalog(true).await;
-                route_in(&catalog, &self.all, model)
-            }
-            found => found,
-        }
-    }
-
-    /// Whether `model` is exactly a model of some upstream (with Ollama's `:latest` rule).
-    pub async fn has(&self, model: &str) -> bool {
-        !matches!(self.route(model).await, Err(RouteError::Unknown(_)))
+    /// Routes `model` in the cached lists (`fresh`: in lists fetched now).
+    pub async fn route(&self, model: &str, fresh: bool) -> Result<Route, RouteError> {
+        let catalog = self.catalog(fresh).await;
+        route_in(&catalog, &self.all, model)
     }
 }
 

@@ -8,7 +8,12 @@
 //!
 //! `cargo run --release -p mars-server --no-default-features --example proxy_overhead`
 
-#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::print_stdout,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
 
 use std::time::{Duration, Instant};
 

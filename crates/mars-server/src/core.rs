@@ -324,6 +324,13 @@ impl Ticker {
         }
     }
 
+    /// An event that is ready now, without waiting: lets a response write several events in
+    /// one chunk when the upstream is ahead of the client.
+    pub fn ready(&mut self) -> Option<(usize, mars::Result<StreamEvent>)> {
+        use futures::FutureExt;
+        self.merged.next().now_or_never().flatten()
+    }
+
     /// The next thing to send.
     pub async fn next(&mut self) -> Tick {
         let wait = self
@@ -337,6 +344,9 @@ impl Ticker {
         }
     }
 }
+
+/// Most bytes a response coalesces from events that are ready at once.
+pub const COALESCE_BYTES: usize = 64 * 1024;
 
 /// OpenAI's name of a finish reason.
 pub fn finish_name(reason: &mars::FinishReason) -> &str {

@@ -304,7 +304,28 @@ struct Shape {
 }
 
 impl Shape {
-    fn delta(&self, text: &str) -> Bytes {
+    /// Appends the record of `event` to `out`; true when it was a failure (an error line was
+    /// written and the stream must end).
+    fn event(&self, out: &mut Vec<u8>, event: mars::Result<StreamEvent>, start: Instant) -> bool {
+        match event {
+            Ok(StreamEvent::Delta(text)) => out.extend_from_slice(&self.delta(&text)),
+            Ok(StreamEvent::Done(finish)) => {
+                let reason = core::finish_name(&finish.reason);
+                let record = self.last("", reason, &finish.usage, start.elapsed());
+                out.extend_from_slice(format!("{record}\n").as_bytes());
+            }
+            Err(err) => {
+                out.extend_from_slice(&respond::stream_error(
+                    Api::Ollama,
+                    &ApiError::from_mars(&err),
+                ));
+                return true;
+            }
+        }
+        false
+    }
+
+    fn delta(&self, text: &str) -> Vec<u8> {
         let record = match self.endpoint {
             Endpoint::Chat => json!({
                 "model": self.model,
@@ -319,7 +340,7 @@ impl Shape {
                 "done": false,
             }),
         };
-        Bytes::from(format!("{record}\n"))
+        format!("{record}\n").into_bytes()
     }
 
     /// The final record: the whole text (empty when streamed), `done_reason`, counts and
@@ -362,24 +383,28 @@ fn ndjson(
                 Some(tick) => tick,
                 None => ticker.next().await,
             };
-            match tick {
+            let event = match tick {
                 Tick::End => break,
-                Tick::KeepAlive => yield Ok(shape.delta("")),
+                Tick::KeepAlive => {
+                    yield Ok(Bytes::from(shape.delta("")));
+                    continue;
+                }
                 Tick::TimedOut => {
                     let err = ApiError::timeout(Duration::ZERO);
                     yield Ok(respond::stream_error(Api::Ollama, &err));
                     return;
                 }
-                Tick::Event(_, Err(err)) => {
-                    yield Ok(respond::stream_error(Api::Ollama, &ApiError::from_mars(&err)));
-                    return;
-                }
-                Tick::Event(_, Ok(StreamEvent::Delta(text))) => yield Ok(shape.delta(&text)),
-                Tick::Event(_, Ok(StreamEvent::Done(finish))) => {
-                    let reason = core::finish_name(&finish.reason);
-                    let record = shape.last("", reason, &finish.usage, start.elapsed());
-                    yield Ok(Bytes::from(format!("{record}\n")));
-                }
+                Tick::Event(_, event) => event,
+            };
+            let mut out = Vec::new();
+            let mut failed = shape.event(&mut out, event, start);
+            while !failed && out.len() < core::COALESCE_BYTES {
+                let Some((_, event)) = ticker.ready() else { break };
+                failed = shape.event(&mut out, event, start);
+            }
+            yield Ok(Bytes::from(out));
+            if failed {
+                return;
             }
         }
     }

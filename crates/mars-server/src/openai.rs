@@ -206,7 +206,7 @@ struct Delta<'a> {
 }
 
 impl Reply {
-    fn chunk(&self, index: usize, delta: Delta<'_>, finish: Option<&str>) -> Bytes {
+    fn chunk(&self, out: &mut Vec<u8>, index: usize, delta: Delta<'_>, finish: Option<&str>) {
         let chunk = Chunk {
             id: &self.id,
             object: "chat.completion.chunk",
@@ -218,17 +218,17 @@ impl Reply {
                 finish_reason: finish,
             }],
         };
-        let mut out = b"data: ".to_vec();
+        out.extend_from_slice(b"data: ");
         // A struct of strings and numbers always serialises.
-        let _ = serde_json::to_writer(&mut out, &chunk);
+        let _ = serde_json::to_writer(&mut *out, &chunk);
         out.extend_from_slice(b"\n\n");
-        Bytes::from(out)
     }
 }
 
 /// The SSE body: a role chunk before each choice's first text, its deltas, exactly one
 /// finish chunk per choice, the usage chunk when asked for, then `[DONE]`; keep-alive
-/// comments while nothing comes; an error event (and no `[DONE]`) on a failure.
+/// comments while nothing comes; an error event (and no `[DONE]`) on a failure. Events that
+/// are ready together go out in one chunk.
 fn sse(
     reply: Reply,
     mut ticker: Ticker,
@@ -237,9 +237,8 @@ fn sse(
     include_usage: bool,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     async_stream::stream! {
+        let mut writer = SseWriter { reply, opened: vec![false; choices], usage: Usage::default() };
         let mut pending = Some(first);
-        let mut opened = vec![false; choices];
-        let mut usage = Usage::default();
         loop {
             let tick = match pending.take() {
                 Some(tick) => tick,
@@ -256,41 +255,88 @@ fn sse(
                     yield Ok(respond::stream_error(Api::OpenAi, &err));
                     return;
                 }
-                Tick::Event(_, Err(err)) => {
-                    yield Ok(respond::stream_error(Api::OpenAi, &ApiError::from_mars(&err)));
-                    return;
-                }
-                Tick::Event(index, Ok(event)) => (index, event),
+                Tick::Event(index, event) => (index, event),
             };
-            if let Some(open) = opened.get_mut(index)
-                && !*open
-            {
-                *open = true;
-                yield Ok(reply.chunk(index, Delta { role: Some("assistant"), content: Some("") }, None));
+            let mut out = Vec::new();
+            let mut failed = writer.event(&mut out, index, event);
+            while !failed && out.len() < core::COALESCE_BYTES {
+                let Some((index, event)) = ticker.ready() else { break };
+                failed = writer.event(&mut out, index, event);
             }
-            match event {
-                StreamEvent::Delta(text) => {
-                    yield Ok(reply.chunk(index, Delta { role: None, content: Some(&text) }, None));
-                }
-                StreamEvent::Done(finish) => {
-                    usage.accumulate(&finish.usage);
-                    let reason = core::finish_name(&finish.reason);
-                    yield Ok(reply.chunk(index, Delta { role: None, content: None }, Some(reason)));
-                }
+            yield Ok(Bytes::from(out));
+            if failed {
+                return;
             }
         }
         if include_usage {
             let body = json!({
-                "id": reply.id,
+                "id": writer.reply.id,
                 "object": "chat.completion.chunk",
-                "created": reply.created,
-                "model": reply.model,
+                "created": writer.reply.created,
+                "model": writer.reply.model,
                 "choices": [],
-                "usage": usage_json(&usage, &reply.label),
+                "usage": usage_json(&writer.usage, &writer.reply.label),
             });
             yield Ok(Bytes::from(format!("data: {body}\n\n")));
         }
         yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
+    }
+}
+
+/// Writes the events of one SSE response.
+struct SseWriter {
+    reply: Reply,
+    opened: Vec<bool>,
+    usage: Usage,
+}
+
+impl SseWriter {
+    /// Appends `event` of choice `index` to `out`; true when it was a failure (an error event
+    /// was written and the stream must end).
+    fn event(&mut self, out: &mut Vec<u8>, index: usize, event: mars::Result<StreamEvent>) -> bool {
+        let event = match event {
+            Ok(event) => event,
+            Err(err) => {
+                out.extend_from_slice(&respond::stream_error(
+                    Api::OpenAi,
+                    &ApiError::from_mars(&err),
+                ));
+                return true;
+            }
+        };
+        if let Some(open) = self.opened.get_mut(index)
+            && !*open
+        {
+            *open = true;
+            let role = Delta {
+                role: Some("assistant"),
+                content: Some(""),
+            };
+            self.reply.chunk(out, index, role, None);
+        }
+        match event {
+            StreamEvent::Delta(text) => {
+                let delta = Delta {
+                    role: None,
+                    content: Some(&text),
+                };
+                self.reply.chunk(out, index, delta, None);
+            }
+            StreamEvent::Done(finish) => {
+                self.usage.accumulate(&finish.usage);
+                let reason = core::finish_name(&finish.reason);
+                self.reply.chunk(
+                    out,
+                    index,
+                    Delta {
+                        role: None,
+                        content: None,
+                    },
+                    Some(reason),
+                );
+            }
+        }
+        false
     }
 }
 

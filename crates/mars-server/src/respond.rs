@@ -116,7 +116,8 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
     if !status.is_success() {
         head.insert("x-should-retry", HeaderValue::from_static("false"));
     }
-    let body = if relay.stream && status.is_success() {
+    let stream = relay.stream;
+    let body = if stream && status.is_success() {
         relay_stream(response, permit, timeout, api)
     } else {
         let bytes = tokio::time::timeout(timeout, response.bytes())
@@ -134,7 +135,9 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
     let mut out = Response::new(body);
     *out.status_mut() = status;
     out.headers_mut().extend(head);
-    mars_headers(&mut out, crate::core::BASELINE, Some(1));
+    // A stream's call count is known only at its end (as for strategies, where it is in the
+    // usage); a relay is one call.
+    mars_headers(&mut out, crate::core::BASELINE, (!stream).then_some(1));
     Ok(out)
 }
 

@@ -158,3 +158,20 @@ async fn streaming_baseline_relays_chunks_as_they_come() {
             .await
     );
 }
+
+#[tokio::test]
+async fn an_ollama_stream_keeps_alive_with_empty_records_and_cancels_on_close() {
+    let h = Harness::start().await;
+    let mut response = h.post("/api/chat", chat("moa-llama3", "HANG", true)).await;
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().unwrap();
+    let record: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(record["done"], false);
+    assert_eq!(record["message"]["content"], "");
+    drop(response);
+    let all_dropped = h
+        .fake
+        .wait_for(|e| e.iter().filter(|e| e.starts_with("dropped")).count() == 3)
+        .await;
+    assert!(all_dropped, "events: {:?}", h.fake.events());
+}

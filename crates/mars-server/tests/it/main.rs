@@ -6,6 +6,8 @@
 mod cli;
 mod fake;
 mod limits;
+#[cfg(feature = "embedded")]
+mod live;
 mod ollama;
 mod openai;
 mod support;

@@ -367,3 +367,24 @@ async fn metrics_count_requests_calls_and_tokens() {
     assert!(text.contains("mars_requests_in_flight 0"), "{text}");
     assert_eq!(h.get("/ready").await.status(), 200);
 }
+
+#[tokio::test]
+async fn forward_key_sends_the_clients_key_upstream() {
+    let h = Harness::with(|c| c.forward_key = true).await;
+    for model in ["gpt-fake", "re2-gpt-fake"] {
+        let response = h
+            .client
+            .post(format!("{}/v1/chat/completions", h.url))
+            .bearer_auth("client-key")
+            .json(&chat(model, "q"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let calls = h.fake.chat_requests();
+    assert_eq!(calls.len(), 2);
+    for call in calls {
+        assert_eq!(call.authorization.as_deref(), Some("Bearer client-key"));
+    }
+}

@@ -213,6 +213,8 @@ async fn run(
         }))
         .into_response());
     }
+    // `options` are checked on every path, a relay's included (it forwards them as sent).
+    sampling(&body)?;
     if plan.strategies.is_none()
         && !fields::has_tag(&body)
         && let Some(Upstream::Ollama { base, http, .. }) = state.upstreams.get(plan.route.upstream)

@@ -76,6 +76,8 @@ async fn chat(
             "`messages` must be a non-empty array",
         ));
     }
+    // Sampling fields are checked on every path, a relay's included (it forwards them as sent).
+    sampling(&body)?;
     if plan.strategies.is_none()
         && !fields::has_tag(&body)
         && let Some(Upstream::OpenAi {

@@ -118,7 +118,7 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
     }
     let stream = relay.stream;
     let body = if stream && status.is_success() {
-        relay_stream(response, permit, timeout, api)
+        relay_stream(Arc::clone(state), response, permit, timeout, api)
     } else {
         let bytes = tokio::time::timeout(timeout, response.bytes())
             .await
@@ -183,8 +183,10 @@ fn count_and_mark(state: &AppState, api: Api, bytes: Bytes) -> Bytes {
 }
 
 /// A relayed stream, chunk by chunk, holding its permit; past the deadline it ends with an
-/// error record in the caller's API.
+/// error record in the caller's API. The upstream's usage record (OpenAI's usage chunk,
+/// Ollama's final record) is counted in the metrics, and on the OpenAI API gets `usage.mars`.
 fn relay_stream(
+    state: Arc<AppState>,
     response: reqwest::Response,
     permit: tokio::sync::OwnedSemaphorePermit,
     timeout: Duration,
@@ -196,7 +198,7 @@ fn relay_stream(
         let _permit = permit;
         loop {
             match tokio::time::timeout_at(deadline, chunks.next()).await {
-                Ok(Some(Ok(chunk))) => yield Ok::<Bytes, std::io::Error>(chunk),
+                Ok(Some(Ok(chunk))) => yield Ok::<Bytes, std::io::Error>(usage_lines(&state, api, chunk)),
                 Ok(None) => break,
                 Ok(Some(Err(err))) => {
                     yield Ok(error_record(api, &format!("the upstream stream broke: {err}")));
@@ -209,6 +211,40 @@ fn relay_stream(
             }
         }
     })
+}
+
+/// The marker of a record that carries usage: OpenAI's usage chunk, Ollama's final record.
+fn usage_marker(api: Api) -> &'static [u8] {
+    match api {
+        Api::OpenAi => b"\"usage\":{",
+        Api::Ollama => b"\"done\":true",
+    }
+}
+
+/// `chunk` unchanged unless one of its lines is a usage record; such a line is counted and,
+/// on the OpenAI API, rewritten with `usage.mars`. (A record split across two chunks is
+/// passed on unchanged and uncounted.)
+fn usage_lines(state: &AppState, api: Api, chunk: Bytes) -> Bytes {
+    let marker = usage_marker(api);
+    if !chunk.windows(marker.len()).any(|w| w == marker) {
+        return chunk;
+    }
+    let mut out = Vec::with_capacity(chunk.len() + 64);
+    for line in chunk.split_inclusive(|b| *b == b'\n') {
+        if !line.windows(marker.len()).any(|w| w == marker) {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let (prefix, json) = match api {
+            Api::OpenAi => (&b"data: "[..], line.strip_prefix(b"data: ").unwrap_or(line)),
+            Api::Ollama => (&b""[..], line),
+        };
+        let marked = count_and_mark(state, api, Bytes::copy_from_slice(json.trim_ascii_end()));
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(&marked);
+        out.extend_from_slice(&line[line.trim_ascii_end().len()..]);
+    }
+    Bytes::from(out)
 }
 
 /// An error record in a stream: an SSE `data:` event (OpenAI) or a final NDJSON line (Ollama).

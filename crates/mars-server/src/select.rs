@@ -92,8 +92,9 @@ pub fn valid_names(servable: &[StrategyName]) -> String {
 }
 
 /// A model name split at its first `-` into a strategy prefix and the rest, when the prefix
-/// is made only of strategy names joined by `&` or `|` (each a mars name, an optillm slug or
-/// a `_verifier` form). `None` when the name has no such prefix.
+/// is made of strategy names joined by `&` or `|` (each a mars name, an optillm slug or a
+/// `_verifier` form), or of several stages of which one is such a name. `None` when the name
+/// has no such prefix.
 pub fn split_prefix(model: &str) -> Option<(&str, &str)> {
     let (prefix, rest) = model.split_once('-')?;
     if rest.is_empty() || prefix.is_empty() {
@@ -106,10 +107,12 @@ pub fn split_prefix(model: &str) -> Option<(&str, &str)> {
                 .and_then(StrategyName::parse)
                 .is_some()
     };
-    prefix
-        .split(['|', '&'])
-        .all(is_stage)
-        .then_some((prefix, rest))
+    let stages: Vec<&str> = prefix.split(['|', '&']).collect();
+    // Every stage a strategy; or several stages, one a strategy (`re2&nosuch-m`): a prefix
+    // with a typo, which parsing then reports by name.
+    let all = stages.iter().all(|s| is_stage(s));
+    let some = stages.len() > 1 && stages.iter().any(|s| is_stage(s));
+    (all || some).then_some((prefix, rest))
 }
 
 const TAG_OPEN: &str = "<optillm_approach>";
@@ -152,7 +155,8 @@ mod tests {
             ("qwen2.5-coder:0.5b", None),
             ("moa-", None),
             ("llama3", None),
-            ("re2&nope-m", None),
+            ("re2&nope-m", Some(("re2&nope", "m"))),
+            ("nope&nada-m", None),
         ];
         for (model, want) in cases {
             assert_eq!(split_prefix(model), want, "{model}");

@@ -148,6 +148,16 @@ async fn baseline_relays_the_request_unchanged() {
     let text = response.text().await.unwrap();
     let data = sse_data(&text);
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let usage: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(
+        usage["usage"]["mars"],
+        json!({"strategy": "baseline", "model_calls": 1}),
+        "the relayed usage chunk gets usage.mars"
+    );
+    assert_eq!(
+        usage["usage"]["prompt_tokens"],
+        recorded_prompt_tokens(&h.fake)
+    );
     let calls = h.fake.chat_requests();
     assert_eq!(calls[0].body, body, "the upstream saw the body as sent");
     assert_eq!(
@@ -229,6 +239,14 @@ async fn bad_input_is_400_naming_the_field() {
         (
             json!({"model": "bon_verifier-gpt-fake", "messages": [{"role": "user", "content": "q"}]}),
             "model",
+        ),
+        (
+            json!({"model": "re2&nosuch-gpt-fake", "messages": [{"role": "user", "content": "q"}]}),
+            "model",
+        ),
+        (
+            json!({"model": "gpt-fake", "max_tokens": -1, "messages": [{"role": "user", "content": "q"}]}),
+            "max_tokens",
         ),
     ];
     for (body, field) in cases {

@@ -213,25 +213,36 @@ fn relay_stream(
     })
 }
 
-/// The marker of a record that carries usage: OpenAI's usage chunk, Ollama's final record.
-fn usage_marker(api: Api) -> &'static [u8] {
-    match api {
-        Api::OpenAi => b"\"usage\":{",
-        Api::Ollama => b"\"done\":true",
+/// Whether `bytes` hold a usage record: OpenAI's `"usage": {` (a usage chunk; `null` in the
+/// others) or Ollama's `"done": true` (the final record), whitespace allowed around `:`.
+fn has_usage(api: Api, bytes: &[u8]) -> bool {
+    let (key, value): (&[u8], &[u8]) = match api {
+        Api::OpenAi => (b"\"usage\"", b"{"),
+        Api::Ollama => (b"\"done\"", b"true"),
+    };
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(key.len()).position(|w| w == key) {
+        rest = &rest[at + key.len()..];
+        let after = rest.trim_ascii_start();
+        if let Some(after) = after.strip_prefix(b":")
+            && after.trim_ascii_start().starts_with(value)
+        {
+            return true;
+        }
     }
+    false
 }
 
 /// `chunk` unchanged unless one of its lines is a usage record; such a line is counted and,
 /// on the OpenAI API, rewritten with `usage.mars`. (A record split across two chunks is
 /// passed on unchanged and uncounted.)
 fn usage_lines(state: &AppState, api: Api, chunk: Bytes) -> Bytes {
-    let marker = usage_marker(api);
-    if !chunk.windows(marker.len()).any(|w| w == marker) {
+    if !has_usage(api, &chunk) {
         return chunk;
     }
     let mut out = Vec::with_capacity(chunk.len() + 64);
     for line in chunk.split_inclusive(|b| *b == b'\n') {
-        if !line.windows(marker.len()).any(|w| w == marker) {
+        if !has_usage(api, line) {
             out.extend_from_slice(line);
             continue;
         }
@@ -270,5 +281,31 @@ pub fn stream_error(api: Api, err: &ApiError) -> Bytes {
             Bytes::from(format!("data: {body}\n\n"))
         }
         Api::Ollama => Bytes::from(format!("{}\n", err.clone().on(Api::Ollama).body())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_records_are_found_with_any_spacing() {
+        assert!(has_usage(
+            Api::OpenAi,
+            br#"data: {"choices":[],"usage":{"prompt_tokens":1}}"#
+        ));
+        assert!(has_usage(
+            Api::OpenAi,
+            br#"data: {"choices": [], "usage" : {"x": 1}}"#
+        ));
+        assert!(!has_usage(
+            Api::OpenAi,
+            br#"data: {"choices": [], "usage": null}"#
+        ));
+        assert!(has_usage(
+            Api::Ollama,
+            br#"{"done": true, "eval_count": 4}"#
+        ));
+        assert!(!has_usage(Api::Ollama, br#"{"done":false}"#));
     }
 }

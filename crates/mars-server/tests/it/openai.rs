@@ -406,3 +406,44 @@ async fn forward_key_sends_the_clients_key_upstream() {
         assert_eq!(call.authorization.as_deref(), Some("Bearer client-key"));
     }
 }
+
+#[tokio::test]
+async fn ready_names_an_upstream_that_does_not_answer() {
+    let fake = crate::fake::Fake::start(&["llama3:latest"], &[]).await;
+    // A port that refuses connections: bound, then closed.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let upstreams = vec![
+        mars_server::upstream::Upstream::ollama(&fake.url()).unwrap(),
+        mars_server::upstream::Upstream::openai(&dead_url, None).unwrap(),
+    ];
+    let config = mars_server::ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..mars_server::ServerConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(mars_server::App::new(config, upstreams).serve(listener, std::future::pending()));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ready = client.get(format!("{url}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert!(
+        body["failed"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("openai-upstream"),
+        "{body}"
+    );
+    // The upstream that answers still serves.
+    let tags: Value = client
+        .get(format!("{url}/api/tags"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["models"][0]["name"], "llama3:latest");
+}

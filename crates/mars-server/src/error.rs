@@ -156,6 +156,8 @@ impl ApiError {
             mars::Error::InvalidConfig { field, reason } => {
                 Self::bad_field(*field, format!("{field}: {reason}"))
             }
+            // A request the strategy cannot answer as asked (e.g. no user message).
+            mars::Error::Unsupported { .. } => Self::bad_request(message),
             _ => ApiError {
                 code: Some("upstream_error"),
                 ..Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)

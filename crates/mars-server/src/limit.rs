@@ -83,7 +83,7 @@ impl<C: ModelClient> ModelClient for Limited<C> {
         let inner = &self.inner;
         Box::pin(async_stream::stream! {
             let Some(_permit) = gate.acquire().await else {
-                yield Err(mars::Error::Unsupported { detail: "the server is shutting down".into() });
+                yield Err(mars::Error::Backend { message: "the server is shutting down".into() });
                 return;
             };
             gate.metrics().model_call();
@@ -110,8 +110,8 @@ impl<C: ModelClient> ModelClient for Limited<C> {
                     .samples
                     .iter()
                     .map(|_| {
-                        Err(mars::Error::Unsupported {
-                            detail: "the server is shutting down".into(),
+                        Err(mars::Error::Backend {
+                            message: "the server is shutting down".into(),
                         })
                     })
                     .collect();

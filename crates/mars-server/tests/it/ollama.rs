@@ -110,6 +110,15 @@ async fn chat_without_streaming_and_generate() {
     assert_eq!(body["done_reason"], "stop");
     assert_eq!(body["eval_count"], 4);
     assert_eq!(h.fake.chat_requests()[0].body["keep_alive"], "5m");
+    let seconds = h
+        .post(
+            "/api/chat",
+            json!({"model": "re2-llama3", "stream": false,
+                   "messages": [{"role": "user", "content": "q"}], "keep_alive": 300}),
+        )
+        .await;
+    assert_eq!(seconds.status(), 200);
+    assert_eq!(h.fake.chat_requests()[1].body["keep_alive"], "300s");
     let generated = h
         .post(
             "/api/generate",

@@ -194,7 +194,11 @@ impl Upstream {
     }
 }
 
+/// Longest wait for an upstream's model list: the lists are fetched while requests wait.
+const LIST_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn get_json(request: reqwest::RequestBuilder, url: &str) -> Result<Value, mars::Error> {
+    let request = request.timeout(LIST_TIMEOUT);
     let response = request.send().await.map_err(|err| mars::Error::Connect {
         url: url.to_owned(),
         attempts: 1,

@@ -86,4 +86,4 @@ pub use selection::{JudgeConfig, Selector, Verifier};
 pub use self_consistency::{SelfConsistency, SelfConsistencyConfig};
 pub use trace::{CallFailure, Candidate, FailurePolicy, Outcome, Score, Step};
 pub use voting::AnswerKey;
-pub use wrapper::{Algorithm, Configured, Strategy, StrategyClient};
+pub use wrapper::{Algorithm, AnswerSink, Configured, Strategy, StrategyClient};

@@ -213,7 +213,7 @@ async fn a_selection_strategy_sends_its_chosen_answer_once_at_the_end() {
         BestOfN::new(client, config).unwrap()
     };
     let (outcome, deltas) = stream_and_run(make, request("q")).await;
-    assert_eq!(deltas, [outcome.answer.clone()]);
+    assert_eq!(deltas, std::slice::from_ref(&outcome.answer));
 }
 
 /// `baseline&stage` over `client`, its last stage built by `last`.
@@ -261,7 +261,7 @@ async fn a_pipeline_streams_its_last_stage() {
     let outcome = pipeline(&ran, bon(&ran)).run(request("q")).await.unwrap();
     let piped = pipeline(&streaming, bon(&streaming));
     let (deltas, finish) = streamed(piped.stream_chat(request("q"))).await;
-    assert_eq!(deltas, [outcome.answer.clone()]);
+    assert_eq!(deltas, std::slice::from_ref(&outcome.answer));
     assert_same_usage(&finish, &outcome);
 }
 
@@ -323,10 +323,13 @@ fn gated(inner: ScriptedClient, pick: fn(&ChatRequest) -> bool) -> (Gated, Gate)
 
 impl ModelClient for Gated {
     fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        if !(self.pick)(&request) {
+        let gate = match (self.pick)(&request) {
+            true => self.gate.lock().unwrap().take(),
+            false => None,
+        };
+        let Some(gate) = gate else {
             return self.inner.stream_chat(request);
-        }
-        let gate = self.gate.lock().unwrap().take();
+        };
         let reached = self.reached.lock().unwrap().take();
         let state = Arc::clone(&self.state);
         let mut inner = self.inner.stream_chat(request);
@@ -338,9 +341,7 @@ impl ModelClient for Gated {
             if let Some(reached) = reached {
                 let _ = reached.send(());
             }
-            if let Some(gate) = gate {
-                let _ = gate.await;
-            }
+            let _ = gate.await;
             while let Some(event) = inner.next().await {
                 yield event;
             }
@@ -427,6 +428,28 @@ async fn dropping_the_stream_drops_the_final_call() {
     drop(stream);
     assert!(gate.state.dropped.load(Ordering::SeqCst));
     assert!(!gate.state.finished.load(Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn dropping_the_stream_before_any_text_drops_the_calls_in_flight() {
+    // A proposal waits at the gate: nothing can be sent yet.
+    let (client, mut gate) = gated(moa_script(), |r| !last_user_has(r, "Original question"));
+    let strategy = MixtureOfAgents::new(client, MixtureOfAgentsConfig::default()).unwrap();
+    let mut stream = strategy.stream_chat(request("q"));
+    let first = tokio::select! {
+        biased;
+        event = stream.next() => Some(event),
+        _ = &mut gate.reached => None,
+    };
+    assert!(first.is_none(), "{first:?}");
+    assert!(!gate.state.dropped.load(Ordering::SeqCst));
+    drop(stream);
+    assert!(gate.state.dropped.load(Ordering::SeqCst));
+    assert_eq!(
+        strategy.inner().inner.requests().len(),
+        3,
+        "the proposals only"
+    );
 }
 
 #[tokio::test]

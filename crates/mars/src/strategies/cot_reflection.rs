@@ -136,7 +136,7 @@ pub fn extract_output(reply: &str) -> (String, Extraction) {
 ///
 /// [`push`](Self::push) returns the answer's text that each delta makes certain: inside the
 /// first `<output>` section with text that opens outside `<thinking>`…`</thinking>`, the text
-/// up to a possible tag (a `<` that may begin `</output>` is held back until it is known) and
+/// up to a possible tag (a `<` that may begin a tag is held back until the tag is known) and
 /// without trailing whitespace (held back until more text follows). What `push` returns, joined,
 /// is always the beginning of the answer [`finish`](Self::finish) gives, however the reply is
 /// cut into deltas.

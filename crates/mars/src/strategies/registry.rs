@@ -35,8 +35,9 @@ use super::selection::{Selector, Verifier};
 use super::voting::AnswerKey;
 use super::wrapper::{Algorithm, Strategy, StrategyClient};
 use super::{
-    BaselineConfig, BestOfNConfig, CotReflectionConfig, DiverseSamplingConfig, LeapConfig,
-    MixtureOfAgentsConfig, PlanSearchConfig, ReReadConfig, RoundTripConfig, SelfConsistencyConfig,
+    BaselineConfig, BestOfNConfig, CodeTConfig, CotReflectionConfig, DiverseSamplingConfig,
+    LeapConfig, MixtureOfAgentsConfig, PlanSearchConfig, ReReadConfig, RepairConfig,
+    RoundTripConfig, SelfConsistencyConfig,
 };
 use crate::client::{BatchRequest, ModelClient};
 use crate::error::{Error, Result};
@@ -49,14 +50,15 @@ pub type Client<'a> = Box<dyn ModelClient + 'a>;
 type Build = for<'a> fn(Client<'a>, &Defaults, Option<Verifier>) -> Result<Box<dyn Strategy + 'a>>;
 
 /// A strategy the registry can build: one row of [`StrategyName::ALL`], holding its mars name,
-/// its optillm slug, its cost in model calls, whether it can select with a verifier, and its
-/// builder.
+/// its optillm slug, its cost in model calls, whether it can select with a verifier (a
+/// `_verifier` stage), whether it always needs one (`repair`, `codet`), and its builder.
 #[derive(Clone, Copy)]
 pub struct StrategyName {
     name: &'static str,
     slug: &'static str,
     model_calls: &'static str,
     takes_verifier: bool,
+    needs_verifier: bool,
     build: Build,
 }
 
@@ -74,6 +76,7 @@ impl StrategyName {
             slug: "none",
             model_calls: "1",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, _, _| boxed(client, BaselineConfig),
         },
         StrategyName {
@@ -81,6 +84,7 @@ impl StrategyName {
             slug: "re2",
             model_calls: "1",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, _, _| boxed(client, ReReadConfig::default()),
         },
         StrategyName {
@@ -88,6 +92,7 @@ impl StrategyName {
             slug: "diverse",
             model_calls: "n",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, defaults, _| {
                 let base = DiverseSamplingConfig::default();
                 let config = DiverseSamplingConfig {
@@ -107,6 +112,7 @@ impl StrategyName {
             slug: "bon",
             model_calls: "2n with the judge, n with the verifier",
             takes_verifier: true,
+            needs_verifier: false,
             build: |client, defaults, verifier| {
                 let base = BestOfNConfig::default();
                 let config = BestOfNConfig {
@@ -124,6 +130,7 @@ impl StrategyName {
             slug: "self_consistency",
             model_calls: "n",
             takes_verifier: true,
+            needs_verifier: false,
             build: |client, defaults, verifier| {
                 let base = SelfConsistencyConfig::default();
                 let config = SelfConsistencyConfig {
@@ -145,6 +152,7 @@ impl StrategyName {
             slug: "moa",
             model_calls: "n + 1",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, defaults, _| {
                 let base = MixtureOfAgentsConfig::default();
                 let config = MixtureOfAgentsConfig {
@@ -161,6 +169,7 @@ impl StrategyName {
             slug: "cot_reflection",
             model_calls: "1",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, _, _| boxed(client, CotReflectionConfig::default()),
         },
         StrategyName {
@@ -168,6 +177,7 @@ impl StrategyName {
             slug: "plansearch",
             model_calls: "2 + 3n with the judge, 2 + 2n with the verifier",
             takes_verifier: true,
+            needs_verifier: false,
             build: |client, defaults, verifier| {
                 let base = PlanSearchConfig::default();
                 // One first observation per plan at least, so that every plan's subset differs.
@@ -187,6 +197,7 @@ impl StrategyName {
             model_calls: "2 + e + m, +1 to condense the principles; e examples (at most 3), \
                           m mistakes",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, defaults, _| {
                 let config = LeapConfig {
                     concurrency: defaults.concurrency,
@@ -200,7 +211,42 @@ impl StrategyName {
             slug: "rto",
             model_calls: "3, or 4 when the two codes differ",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, _, _| boxed(client, RoundTripConfig::default()),
+        },
+        StrategyName {
+            name: RepairConfig::NAME,
+            slug: "repair",
+            model_calls: "1 + 2 at most: one chain, two repair rounds",
+            takes_verifier: false,
+            needs_verifier: true,
+            build: |client, defaults, verifier| {
+                let config = RepairConfig {
+                    temperature: defaults.temperature.or(RepairConfig::default().temperature),
+                    verifier,
+                    concurrency: defaults.concurrency,
+                    ..RepairConfig::default()
+                };
+                boxed(client, config)
+            },
+        },
+        StrategyName {
+            name: CodeTConfig::NAME,
+            slug: "codet",
+            model_calls: "n + 1",
+            takes_verifier: false,
+            needs_verifier: true,
+            build: |client, defaults, verifier| {
+                let base = CodeTConfig::default();
+                let config = CodeTConfig {
+                    n: defaults.n,
+                    temperature: defaults.temperature.or(base.temperature),
+                    verifier,
+                    concurrency: defaults.concurrency,
+                    ..base
+                };
+                boxed(client, config)
+            },
         },
     ];
 
@@ -223,6 +269,12 @@ impl StrategyName {
     /// Whether the strategy can select with a [`Verifier`] (the `_verifier` suffix).
     pub fn takes_verifier(self) -> bool {
         self.takes_verifier
+    }
+
+    /// Whether the strategy cannot run without a [`Verifier`] (`repair`, `codet`): building it
+    /// takes [`Defaults::verifier`], with no `_verifier` suffix.
+    pub fn needs_verifier(self) -> bool {
+        self.needs_verifier
     }
 
     /// The strategy named `text`: its mars name or its optillm slug (`baseline` and `none`
@@ -345,9 +397,12 @@ impl StrategySpec {
         )
     }
 
-    /// Whether any stage selects with the verifier.
+    /// Whether any stage selects with the verifier, or needs one
+    /// ([`StrategyName::needs_verifier`]).
     pub fn uses_verifier(&self) -> bool {
-        self.stages.iter().any(|s| s.verifier)
+        self.stages
+            .iter()
+            .any(|s| s.verifier || s.strategy.needs_verifier())
     }
 
     /// The seed's four strategies: baseline, reread, diverse_sampling, best_of_n.
@@ -506,7 +561,8 @@ pub struct Defaults {
     /// self-consistency, mixture-of-agents proposers) when the request sets none; `None` (the
     /// default) keeps each strategy's own. The request's temperature always wins.
     pub temperature: Option<f32>,
-    /// The verifier of `_verifier` stages; building one without it is an error.
+    /// The verifier of `_verifier` stages and of the strategies that need one (`repair`,
+    /// `codet`); building one of them without it is an error.
     pub verifier: Option<Verifier>,
     /// How voting strategies turn an answer into the key votes are counted over; `None` (the
     /// default) keeps each strategy's own.
@@ -559,8 +615,8 @@ fn build_stage<'a, C>(
 where
     C: ModelClient + 'a,
 {
-    // The verifier of a `_verifier` stage; `None` for any other stage.
-    let verifier = if stage.verifier {
+    // The verifier of a `_verifier` stage or of a strategy that needs one; `None` otherwise.
+    let verifier = if stage.verifier || stage.strategy.needs_verifier() {
         let given = defaults
             .verifier
             .clone()

@@ -238,7 +238,7 @@ impl Grader {
                     || !task.prelude.is_empty()
             });
         let Some(extracted) = extracted else {
-            let feedback = (tests == Tests::Visible).then(|| Feedback {
+            let feedback = (tests == Tests::Visible).then_some(Feedback {
                 compiled: false,
                 issue: Some(crate::strategies::feedback::Issue::NoCode),
             });

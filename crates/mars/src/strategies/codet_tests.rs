@@ -281,7 +281,8 @@ fn test_lines_are_parsed_from_replies() {
 #[test]
 fn dual_agreement_is_group_size_times_tests_passed() {
     let row = |r: &[bool]| Some(r.to_vec());
-    let cases: Vec<(Vec<Option<Vec<bool>>>, Vec<Option<usize>>)> = vec![
+    type Rows = Vec<Option<Vec<bool>>>;
+    let cases: Vec<(Rows, Vec<Option<usize>>)> = vec![
         (vec![], vec![]),
         (vec![None], vec![None]),
         (vec![row(&[false, false])], vec![Some(0)]),

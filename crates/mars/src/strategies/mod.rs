@@ -33,7 +33,7 @@
 //! | [`RoundTrip`] | optillm's `rto` | 3, or 4 when the round trip disagrees |
 //! | [`PlanSearch`] | Wang et al. 2024, optillm's `plansearch` | 2 + 2p for p plans, plus p judge calls with [`Selector::Judge`] |
 //! | [`Leap`] | Zhang et al. 2024, optillm's `leap` | 1 + e + m + (1 if m > 0) + 1 for e examples and m mistakes; e + m + (1 if m > 0) + 1 with given examples |
-//! | [`Repair`] | Self-Debugging, Chen et al. 2023; Reflexion, Shinn et al. 2023; AlphaCodium, Ridnik et al. 2024 | at most n × (1 + rounds), with a [`Verifier`] that gives feedback |
+//! | [`Repair`] | Self-Debugging, Chen et al. 2023; Reflexion, Shinn et al. 2023; AlphaCodium, Ridnik et al. 2024; Self-Refine, Madaan et al. 2023 | at most n × (1 + rounds), with a [`Verifier`] that gives feedback |
 //! | [`CodeT`] | CodeT, Chen et al. 2022 | n + 1, with a [`Verifier`] that runs tests |
 //! | [`Pipeline`] | optillm's `a&b` | the sum of its stages |
 //!

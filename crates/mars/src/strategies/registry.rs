@@ -218,7 +218,7 @@ impl StrategyName {
         StrategyName {
             name: RepairConfig::NAME,
             slug: "repair",
-            model_calls: "1 + 2 at most: one chain, two repair rounds",
+            model_calls: "at most 3: one chain, up to 2 repair rounds",
             takes_verifier: false,
             needs_verifier: true,
             build: |client, defaults, verifier| {

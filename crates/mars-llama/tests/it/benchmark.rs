@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mars::eval::grade::{Grader, Verdict};
 use mars::eval::report::{BackendInfo, Report};
-use mars::eval::run::{AnswerSource, RunConfig, run_matrix};
+use mars::eval::run::{AnswerSource, RunConfig, build_strategy, request_for, run_matrix};
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
 use mars::eval::tasks::{TaskSet, builtin};
 use mars::strategies::{StrategyName, StrategySpec};
@@ -81,6 +81,10 @@ async fn every_registered_strategy_runs_in_the_benchmark_on_the_embedded_model()
             "rto" => 3,
             // Example extraction and the final answer at least.
             "leap" => 2,
+            // One attempt; up to two repairs when the visible examples fail.
+            "repair" => 1,
+            // Two candidates and the test call.
+            "codet" => 3,
             other => panic!("no expectation for {other}"),
         };
         assert!(
@@ -88,6 +92,11 @@ async fn every_registered_strategy_runs_in_the_benchmark_on_the_embedded_model()
             "{name}: {} calls, expected at least {least_calls}",
             record.model_calls
         );
+        match name {
+            "repair" => assert!(record.model_calls <= 3, "{name}: {record:?}"),
+            "codet" => assert_eq!(record.model_calls, 3, "{name}: {record:?}"),
+            _ => {}
+        }
     }
     let backend = BackendInfo {
         kind: "embedded".into(),
@@ -102,4 +111,55 @@ async fn every_registered_strategy_runs_in_the_benchmark_on_the_embedded_model()
         .collect();
     let expected: Vec<&str> = strategies.iter().map(StrategySpec::as_str).collect();
     assert_eq!(listed, expected, "the report lists every strategy in order");
+}
+
+/// `repair` on the embedded model in the run matrix: the benchmark gives it the visible-examples
+/// verifier, and each attempt's check is in the trace with the feedback the model was shown.
+#[tokio::test]
+async fn repair_runs_in_the_benchmark_on_the_embedded_model() {
+    let mut config = SandboxConfig::default();
+    config.run.wall = Duration::from_secs(3);
+    let grader = Grader::new(Sandbox::new(config).await.unwrap());
+    let tasks: Vec<_> = builtin(TaskSet::Seed).into_iter().take(1).collect();
+    let run = RunConfig {
+        strategies: StrategySpec::parse_list("repair").unwrap(),
+        samples: 1,
+        max_tokens: 48,
+        concurrency: 1,
+        ..RunConfig::default()
+    };
+    let records = within(run_matrix(
+        AnswerSource::Model(engine()),
+        &grader,
+        &tasks,
+        &run,
+        &HashSet::new(),
+        |_| {},
+    ))
+    .await
+    .unwrap();
+    let [record] = records.as_slice() else {
+        panic!("one record: {records:?}");
+    };
+    assert_ne!(record.verdict, Verdict::BackendError, "{:?}", record.detail);
+    assert!((1..=3).contains(&record.model_calls), "{record:?}");
+    assert_eq!(record.candidates, record.model_calls);
+
+    // The same cell's strategy, run directly for its trace.
+    let task = &tasks[0];
+    let spec = &run.strategies[0];
+    let strategy = build_strategy(spec, engine(), &grader, task, &run).unwrap();
+    let outcome = within(strategy.run(request_for(task, &run, run.sample_seed(0))))
+        .await
+        .unwrap();
+    assert_eq!(outcome.steps.len(), outcome.candidates.len());
+    for (i, step) in outcome.steps.iter().enumerate() {
+        let last = i + 1 == outcome.steps.len();
+        // Every check but the last failed (else the run would have stopped there), and a
+        // failed check's text is the feedback the next repair prompt showed.
+        if !last {
+            assert_ne!(step.text, "passed", "{outcome:#?}");
+            assert!(step.text.starts_with("The "), "{}", step.text);
+        }
+    }
 }

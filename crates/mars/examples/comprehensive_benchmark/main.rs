@@ -203,7 +203,13 @@ fn print_strategies() {
         "name", "optillm slug", "verifier"
     );
     for strategy in StrategyName::ALL {
-        let verifier = if strategy.takes_verifier() { "yes" } else { "" };
+        let verifier = if strategy.needs_verifier() {
+            "always"
+        } else if strategy.takes_verifier() {
+            "yes"
+        } else {
+            ""
+        };
         println!(
             "{:<18} {:<16} {:<9} {}",
             strategy.name(),

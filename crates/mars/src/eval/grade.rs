@@ -11,6 +11,11 @@ use crate::error::{Error, Result};
 use crate::eval::harness;
 use crate::eval::sandbox::{Execution, LimitHit, Sandbox, Termination, TestOutcome};
 use crate::eval::tasks::Task;
+use crate::strategies::feedback::{Feedback, TestResult};
+
+mod feedback;
+
+use feedback::{CodeSpan, feedback_of};
 
 /// The verdict on one answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -67,6 +72,10 @@ pub struct Grade {
     pub detail: Option<String>,
     /// FNV-1a hash of the assembled source, hex; `None` when there was no code.
     pub code_hash: Option<String>,
+    /// What a verifier may tell a strategy about the answer: only for [`Tests::Visible`]
+    /// (feedback on hidden tests would leak them), `None` for [`Tests::Hidden`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<Feedback>,
 }
 
 /// Which tests an answer is run against.
@@ -83,6 +92,15 @@ pub enum Tests {
 pub struct Grader {
     sandbox: Sandbox,
     cache: Arc<Mutex<HashMap<u64, Arc<tokio::sync::OnceCell<Grade>>>>>,
+    runs: Arc<Mutex<HashMap<u64, Arc<tokio::sync::OnceCell<TestRun>>>>>,
+}
+
+/// One compile and run of an answer with some tests: whether it compiled, and which tests
+/// reported a pass with their own token.
+#[derive(Debug, Clone)]
+struct TestRun {
+    compiled: bool,
+    passed: Vec<bool>,
 }
 
 /// The source compiled for `code` against `tests`, as reports hash it: `#![allow(warnings)]`,
@@ -95,16 +113,28 @@ pub struct Grader {
 /// (`#![no_std]`, `#![no_main]`, `#![cfg(..)]`, `#![feature(..)]`, `//!`): they would change
 /// how the tests compile. Grading compiles this with the tests sealed ([`harness::seal`]).
 pub fn assemble(task: &Task, code: &str, tests: Tests) -> String {
-    let (head, tests) = assembly(task, code, tests);
+    let (head, tests, _) = assembly(task, code, tests);
     head + &tests + "\n"
 }
 
-/// [`assemble`] in two parts: everything up to the tests, and the pinned tests.
-fn assembly(task: &Task, code: &str, tests: Tests) -> (String, String) {
+/// [`assemble`] in two parts: everything up to the tests, and the pinned tests; and the lines
+/// of the answer's code in it.
+fn assembly(task: &Task, code: &str, tests: Tests) -> (String, String, CodeSpan) {
+    let tests = match tests {
+        Tests::Visible => &task.visible_tests,
+        Tests::Hidden => &task.hidden_tests,
+    };
+    assembly_with(task, code, tests)
+}
+
+/// [`assembly`] with the tests given as text.
+fn assembly_with(task: &Task, code: &str, tests: &str) -> (String, String, CodeSpan) {
     let mut head = String::from("#![allow(warnings)]\n");
     let start = head.len();
+    let code_start;
     if !task.prelude.is_empty() && !defines_function(code, &task.entry_point) {
         head.push_str(&task.prelude);
+        code_start = head.len();
         head.push_str(code);
     } else {
         let attrs = harness::split_crate_attributes(code);
@@ -115,16 +145,18 @@ fn assembly(task: &Task, code: &str, tests: Tests) -> (String, String) {
             head.push_str(kept);
             head.push('\n');
         }
+        code_start = head.len();
         head.push_str(&attrs.rest);
     }
+    let line_at = |offset: usize| head[..offset].matches('\n').count() + 1;
+    let code = CodeSpan {
+        first: line_at(code_start),
+        last: line_at(head.len()),
+    };
     let open = open_braces(&head[start..]);
     head.push_str(&"\n}".repeat(open));
     head.push_str("\n\n");
-    let tests = harness::pin_std_paths(match tests {
-        Tests::Visible => &task.visible_tests,
-        Tests::Hidden => &task.hidden_tests,
-    });
-    (head, tests)
+    (head, harness::pin_std_paths(tests), code)
 }
 
 /// How many `{` of `code` stay unclosed, outside comments, strings and character literals.
@@ -186,6 +218,7 @@ impl Grader {
         Grader {
             sandbox,
             cache: Arc::default(),
+            runs: Arc::default(),
         }
     }
 
@@ -205,13 +238,18 @@ impl Grader {
                     || !task.prelude.is_empty()
             });
         let Some(extracted) = extracted else {
+            let feedback = (tests == Tests::Visible).then_some(Feedback {
+                compiled: false,
+                issue: Some(crate::strategies::feedback::Issue::NoCode),
+            });
             return Ok(Grade {
                 verdict: Verdict::NoCode,
                 detail: None,
                 code_hash: None,
+                feedback,
             });
         };
-        let (head, tests_text) = assembly(task, &extracted.code, tests);
+        let (head, tests_text, span) = assembly(task, &extracted.code, tests);
         let key = fnv1a(format!("{head}{tests_text}\n").as_bytes());
         let cell = {
             let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -236,14 +274,113 @@ impl Grader {
                 };
                 let (verdict, detail) = judge(&outcome, &sealed);
                 tracing::debug!(task = %task.id, verdict = verdict.as_str(), "graded");
+                let unsealed = format!("{head}{tests_text}\n");
+                let feedback = (tests == Tests::Visible).then(|| {
+                    feedback_of(verdict, detail.as_deref(), Some(&outcome), &unsealed, span)
+                });
                 Ok::<_, crate::Error>(Grade {
                     verdict,
                     detail,
                     code_hash: Some(format!("{key:016x}")),
+                    feedback,
                 })
             })
             .await?;
         Ok(grade.clone())
+    }
+
+    /// Runs `answer` against the task's visible examples and each of `extra` (test lines such
+    /// as `assert_eq!(f(2), 4);`, each made a `#[test]`), and says which passed: one
+    /// [`TestResult`] per test, the visible examples first. Never runs the hidden tests.
+    ///
+    /// One compilation covers them all; when it fails and the answer compiles with the visible
+    /// examples alone, each extra test is compiled on its own, so one test that does not
+    /// compile fails only itself. Identical sources run once (cached like grades).
+    pub async fn run_tests(
+        &self,
+        task: &Task,
+        answer: &str,
+        extra: &[String],
+    ) -> Result<Vec<TestResult>> {
+        let visible: Vec<String> = harness::find_tests(&task.visible_tests)
+            .iter()
+            .enumerate()
+            .map(|(i, _)| visible_example(task, i))
+            .collect();
+        let results = |passed: &[bool]| -> Vec<TestResult> {
+            let names = visible.iter().map(|t| (t.clone(), true));
+            let extras = extra.iter().map(|t| (t.clone(), false));
+            names
+                .chain(extras)
+                .enumerate()
+                .map(|(i, (test, visible))| TestResult {
+                    test,
+                    visible,
+                    passed: passed.get(i).copied().unwrap_or(false),
+                })
+                .collect()
+        };
+        let code = extract_code(answer, &task.entry_point).filter(|e| {
+            e.source != CodeSource::RawText || e.code.contains("fn ") || !task.prelude.is_empty()
+        });
+        let Some(code) = code else {
+            return Ok(results(&[]));
+        };
+        let together = format!("{}\n{}", task.visible_tests, generated_tests(extra));
+        let run = self.run_once(task, &code.code, &together).await?;
+        if run.compiled || extra.is_empty() {
+            return Ok(results(&run.passed));
+        }
+        let alone = self.run_once(task, &code.code, &task.visible_tests).await?;
+        if !alone.compiled {
+            return Ok(results(&[]));
+        }
+        let mut passed = alone.passed;
+        passed.resize(visible.len(), false);
+        for test in extra {
+            let one = self
+                .run_once(
+                    task,
+                    &code.code,
+                    &generated_tests(std::slice::from_ref(test)),
+                )
+                .await?;
+            passed.push(one.compiled && one.passed.first().copied().unwrap_or(false));
+        }
+        Ok(results(&passed))
+    }
+
+    /// Compiles `code` with `tests` (sealed) and runs them once; cached by source.
+    async fn run_once(&self, task: &Task, code: &str, tests: &str) -> Result<TestRun> {
+        let (head, tests_text, _) = assembly_with(task, code, tests);
+        let key = fnv1a(format!("{head}{tests_text}\n").as_bytes());
+        let cell = {
+            let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+            runs.entry(key).or_default().clone()
+        };
+        let run = cell
+            .get_or_try_init(|| async {
+                let count = harness::find_tests(&tests_text).len();
+                let sealed = harness::seal(&tests_text, &random_words(1 + 2 * count)?);
+                if sealed.expected.is_empty() {
+                    return Ok(TestRun {
+                        compiled: false,
+                        passed: Vec::new(),
+                    });
+                }
+                let source = format!("{head}{}\n", sealed.tests);
+                let outcome = self.sandbox.compile_and_test(&source, &sealed.args).await?;
+                let passed = match &outcome.run {
+                    Some(run) => sealed.passed(&run.stderr.text()),
+                    None => vec![false; count],
+                };
+                Ok::<_, crate::Error>(TestRun {
+                    compiled: outcome.compile.success(),
+                    passed,
+                })
+            })
+            .await?;
+        Ok(run.clone())
     }
 
     /// How many distinct sources have been graded (or are being graded).
@@ -253,6 +390,30 @@ impl Grader {
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
+}
+
+/// `extra` test lines as a test module (`mars_generated_tests`, one `#[test]` per line).
+fn generated_tests(extra: &[String]) -> String {
+    let mut out = String::from("#[cfg(test)]\nmod mars_generated_tests {\n    use super::*;\n");
+    for (i, test) in extra.iter().enumerate() {
+        let line = test.replace('\n', " ");
+        out.push_str(&format!(
+            "\n    #[test]\n    fn generated_{i}() {{\n        {line}\n    }}\n"
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// How the `index`-th visible example reads in a test matrix: its line of the prompt's
+/// examples list when the prompt has one (`` - `f(2)` returns `4` ``), else `example {index}`.
+fn visible_example(task: &Task, index: usize) -> String {
+    task.prompt
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- `"))
+        .nth(index)
+        .map(|l| l.trim().trim_start_matches("- ").to_owned())
+        .unwrap_or_else(|| format!("example {index}"))
 }
 
 /// The verdict for a sandbox outcome of `sealed` tests, with its first error line.
@@ -382,164 +543,5 @@ fn without_thread_id(line: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::eval::tasks::{TaskSet, builtin};
-
-    #[test]
-    fn assembly_adds_the_prelude_only_when_needed() {
-        let mut task = builtin(TaskSet::Ladder).remove(0);
-        task.prelude = "fn add(a: i32, b: i32) -> i32 {\n".into();
-        let body_only = assemble(&task, "    a + b\n}", Tests::Hidden);
-        assert!(body_only.contains("fn add(a: i32, b: i32) -> i32 {\n    a + b\n}"));
-        let whole = assemble(
-            &task,
-            "fn add(a: i32, b: i32) -> i32 { a + b }",
-            Tests::Hidden,
-        );
-        assert_eq!(whole.matches("fn add").count(), 1);
-        assert!(whole.contains("mars_hidden_tests"));
-        assert!(!whole.contains("mars_visible_tests"));
-        let visible = assemble(
-            &task,
-            "fn add(a: i32, b: i32) -> i32 { a + b }",
-            Tests::Visible,
-        );
-        assert!(visible.contains("mars_visible_tests") && !visible.contains("mars_hidden_tests"));
-    }
-
-    fn execution(termination: Termination, stdout: &str, stderr: &str) -> Execution {
-        let captured = |text: &str| crate::eval::sandbox::Captured {
-            bytes: text.as_bytes().to_vec(),
-            discarded: 0,
-        };
-        Execution {
-            termination,
-            limit: None,
-            stdout: captured(stdout),
-            stderr: captured(stderr),
-            wall: std::time::Duration::ZERO,
-            isolation: Default::default(),
-        }
-    }
-
-    #[test]
-    fn a_pass_needs_every_token_and_exit_0() {
-        let tests = "#[test] fn a() {}\n#[test] fn b() {}\n";
-        let sealed = harness::seal(tests, &[9, 100, 200, 1, 2]);
-        let module = &sealed.module;
-        let both = "MARS-PASS 0 0000000000000064\nMARS-PASS 1 00000000000000c8\n";
-        let failed =
-            format!("test {module}::a ... ok\ntest {module}::b ... FAILED\ntest result: FAILED.");
-        let panicked = format!("thread '{module}::b' (7) panicked at <anon>:2:1:");
-        let table: &[(Termination, &str, &str, Verdict, Option<&str>)] = &[
-            (Termination::Exited(0), "", both, Verdict::Pass, None),
-            (
-                Termination::Exited(0),
-                "test result: ok. 2 passed",
-                "MARS-PASS 0 0000000000000064\n",
-                Verdict::Crash,
-                Some("exited (code 0) before the tests finished (1 of 2"),
-            ),
-            (
-                Termination::Exited(0),
-                "test result: ok. 2 passed",
-                "",
-                Verdict::Crash,
-                Some("before the tests finished (0 of 2"),
-            ),
-            (
-                Termination::Exited(0),
-                "",
-                &format!("{both}MARS-PASS 1 00000000000000c9\n"),
-                Verdict::Crash,
-                Some("forged"),
-            ),
-            (
-                Termination::Exited(101),
-                &failed,
-                &format!("MARS-PASS 0 0000000000000064\n{panicked}"),
-                Verdict::TestFailure,
-                Some("thread 'b' panicked"),
-            ),
-            (
-                Termination::Exited(101),
-                "running 2 tests",
-                "",
-                Verdict::Crash,
-                Some("exited (code 101) before the tests finished"),
-            ),
-            (
-                Termination::Exited(3),
-                "",
-                both,
-                Verdict::Crash,
-                Some("exited with code 3"),
-            ),
-            (
-                Termination::Signaled(6),
-                "",
-                "",
-                Verdict::Crash,
-                Some("signal 6"),
-            ),
-        ];
-        for (termination, stdout, stderr, verdict, detail) in table {
-            let outcome = TestOutcome {
-                compile: execution(Termination::Exited(0), "", ""),
-                run: Some(execution(*termination, stdout, stderr)),
-            };
-            let (got, got_detail) = judge(&outcome, &sealed);
-            assert_eq!(got, *verdict, "{termination:?} {stdout:?} {stderr:?}");
-            let got_detail = got_detail.unwrap_or_default();
-            assert!(
-                got_detail.contains(detail.unwrap_or_default()),
-                "{got_detail:?}"
-            );
-            assert!(!got_detail.contains(module.as_str()), "{got_detail:?}");
-        }
-        let untested = TestOutcome {
-            compile: execution(Termination::Exited(0), "", ""),
-            run: None,
-        };
-        let none = harness::seal("", &[1]);
-        assert_eq!(judge(&untested, &none).0, Verdict::TestFailure);
-    }
-
-    #[test]
-    fn a_bare_body_gets_its_closing_braces() {
-        let mut task = builtin(TaskSet::Ladder).remove(0);
-        task.prelude = "/// Adds {a} and {b}.\nfn add(a: i32, b: i32) -> i32 {\n".into();
-        let body = assemble(
-            &task,
-            "    let s = \"}\"; let c = '{'; a + b",
-            Tests::Hidden,
-        );
-        assert!(body.contains("a + b\n}\n\n"), "{body}");
-        let closed = assemble(&task, "    a + b\n}", Tests::Hidden);
-        assert!(closed.contains("a + b\n}\n\n#[cfg(test)]"), "{closed}");
-        let nested = assemble(&task, "    if a > 0 { a + b", Tests::Hidden);
-        assert!(nested.contains("a + b\n}\n}\n\n"), "{nested}");
-        assert_eq!(open_braces("fn f<'a>(x: &'a str) { /* { */ // {\n"), 1);
-        assert_eq!(open_braces("{ '\\'' 'é' '\\u{7b}' \"\\\"{\""), 1);
-    }
-
-    #[test]
-    fn thread_ids_are_left_out_of_details() {
-        assert_eq!(
-            without_thread_id("thread 'mars_hidden_tests::case_2' (46) panicked at <anon>:26:9:"),
-            "thread 'mars_hidden_tests::case_2' panicked at <anon>:26:9:"
-        );
-        assert_eq!(
-            without_thread_id("error[E0308]: mismatched types"),
-            "error[E0308]: mismatched types"
-        );
-    }
-
-    #[test]
-    fn fnv1a_matches_reference_values() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
-    }
-}
+#[path = "grade_tests.rs"]
+mod tests;

@@ -422,6 +422,27 @@ pub enum Evidence {
 }
 
 impl Sealed {
+    /// Which expected tests reported a pass with their own token in `stderr`, in order; a line
+    /// with a wrong token counts for no test.
+    pub fn passed(&self, stderr: &str) -> Vec<bool> {
+        let mut seen = vec![false; self.tokens.len()];
+        for line in stderr.lines() {
+            let Some(rest) = line.trim().strip_prefix("MARS-PASS") else {
+                continue;
+            };
+            let mut fields = rest.split_ascii_whitespace();
+            let index = fields.next().and_then(|i| i.parse::<usize>().ok());
+            let token = fields.next().and_then(|t| u64::from_str_radix(t, 16).ok());
+            if let (Some(i), Some(t)) = (index, token)
+                && self.tokens.get(i) == Some(&t)
+                && let Some(slot) = seen.get_mut(i)
+            {
+                *slot = true;
+            }
+        }
+        seen
+    }
+
     /// Checks the `MARS-PASS` lines of `stderr`.
     pub fn evidence(&self, stderr: &str) -> Evidence {
         let mut seen = vec![false; self.tokens.len()];

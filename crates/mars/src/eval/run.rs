@@ -413,7 +413,8 @@ pub fn request_for(task: &Task, config: &RunConfig, seed: u64) -> ChatRequest {
 /// Builds the strategy (or pipeline) `spec` over `client` for `task`, through the
 /// [`registry`]: `candidates` candidates, the run's temperature,
 /// diverse sampling's and self-consistency's votes counted over the code that defines the
-/// task's entry point, and [`visible_examples_verifier`] for `_verifier` stages.
+/// task's entry point, and [`visible_examples_verifier`] for `_verifier` stages and for the
+/// strategies that need a verifier (`repair`, `codet`).
 pub fn build_strategy<'a>(
     spec: &StrategySpec,
     client: &'a dyn ModelClient,
@@ -442,20 +443,54 @@ pub fn build_strategy<'a>(
 
 /// A verifier that compiles a candidate with the task's visible examples only (never its hidden
 /// tests): 1 when the examples pass, 0.5 when it compiles but an example fails, 0 otherwise.
+///
+/// It gives [`Feedback`](crate::strategies::feedback::Feedback) built from the candidate's code
+/// and the visible examples (the first compiler error and its line, the failed example with
+/// the values libtest prints, a timeout or crash), which `repair` shows the model; and it runs
+/// a candidate against extra test lines besides the visible examples ([`Grader::run_tests`]),
+/// which `codet` needs. A grading that fails in the sandbox scores 0, with that error as
+/// feedback, and its tests count as failed.
 pub fn visible_examples_verifier(grader: Grader, task: Task) -> Verifier {
+    use crate::strategies::feedback::{Feedback, Issue, Verification};
     let task = Arc::new(task);
-    Verifier::new(move |_request, candidate: &str| {
+    let (test_grader, test_task) = (grader.clone(), task.clone());
+    Verifier::with_feedback(move |_request, candidate: &str| {
         let grader = grader.clone();
         let task = task.clone();
         let candidate = candidate.to_owned();
         async move {
             match grader.grade(&task, &candidate, Tests::Visible).await {
-                Ok(grade) => match grade.verdict {
-                    Verdict::Pass => 1.0,
-                    Verdict::TestFailure => 0.5,
-                    _ => 0.0,
+                Ok(grade) => Verification {
+                    score: match grade.verdict {
+                        Verdict::Pass => 1.0,
+                        Verdict::TestFailure => 0.5,
+                        _ => 0.0,
+                    },
+                    feedback: grade.feedback,
                 },
-                Err(_) => 0.0,
+                Err(err) => Verification {
+                    score: 0.0,
+                    feedback: Some(Feedback {
+                        compiled: false,
+                        issue: Some(Issue::Other {
+                            message: format!("The checker failed: {err}"),
+                        }),
+                    }),
+                },
+            }
+        }
+    })
+    .with_tests(move |_request, candidate: &str, tests: &[String]| {
+        let grader = test_grader.clone();
+        let task = test_task.clone();
+        let (candidate, tests) = (candidate.to_owned(), tests.to_vec());
+        async move {
+            match grader.run_tests(&task, &candidate, &tests).await {
+                Ok(results) => results,
+                Err(err) => {
+                    tracing::warn!(task = %task.id, error = %err, "running tests failed");
+                    Vec::new()
+                }
             }
         }
     })

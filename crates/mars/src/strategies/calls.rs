@@ -4,6 +4,10 @@
 //! policy and its concurrency bound, and the time the run started. Candidates, named steps, and
 //! judge and verifier scoring (in [`selection`](super::selection)) go through it, so no helper
 //! threads those four values by hand, and every failure is named and handled one way.
+//!
+//! When the run's caller streams, the context also holds an [`AnswerSink`]: the call a strategy
+//! makes through [`Calls::final_call`] (the one whose reply is the answer) sends its text there
+//! as it arrives.
 
 use std::num::NonZeroUsize;
 
@@ -11,9 +15,10 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::trace::{CallFailure, Candidate, FailurePolicy, Outcome, Step};
+use super::wrapper::AnswerSink;
 use crate::client::{
-    BatchRequest, ChatRequest, Completion, FinishReason, ModelClient, SamplingOptions, Usage,
-    collect_completion,
+    BatchRequest, ChatRequest, Completion, FinishReason, ModelClient, SamplingOptions, StreamEvent,
+    Usage, collect_completion,
 };
 use crate::error::{Error, Result, truncate_for_error};
 
@@ -57,6 +62,7 @@ pub struct Calls<'a> {
     strategy: &'static str,
     policy: CallPolicy,
     started: Instant,
+    sink: Option<&'a AnswerSink>,
 }
 
 impl std::fmt::Debug for Calls<'_> {
@@ -80,7 +86,13 @@ impl<'a> Calls<'a> {
             strategy,
             policy,
             started: Instant::now(),
+            sink: None,
         }
+    }
+
+    /// The same context, whose final call sends its text to `sink` as it arrives.
+    pub(crate) fn streaming_to(self, sink: Option<&'a AnswerSink>) -> Self {
+        Calls { sink, ..self }
     }
 
     /// The inner client.
@@ -205,6 +217,51 @@ impl<'a> Calls<'a> {
             })
     }
 
+    /// The call whose reply is the answer (MoA's aggregation, LEAP's answer, ...): its
+    /// completion, or [`Error::StrategyCall`] naming it `call`. When the run streams, its text
+    /// is sent as it arrives, so a strategy makes this call only when its reply is sure to be
+    /// the answer, [`Outcome::answer`] verbatim.
+    pub(crate) async fn final_call(&self, call: &str, request: ChatRequest) -> Result<Completion> {
+        self.final_call_with(call, request, str::to_owned).await
+    }
+
+    /// [`final_call`](Self::final_call) for a strategy whose answer is a part of the reply
+    /// (CoT reflection's `<output>`): what is sent of each delta is what `view` makes of it,
+    /// and all that `view` returns, joined, must be the beginning of the answer.
+    pub(crate) async fn final_call_with(
+        &self,
+        call: &str,
+        request: ChatRequest,
+        view: impl FnMut(&str) -> String + Send,
+    ) -> Result<Completion> {
+        self.answer(request, view)
+            .await
+            .map_err(|source| Error::StrategyCall {
+                strategy: self.strategy,
+                call: call.to_owned(),
+                source: Box::new(source),
+            })
+    }
+
+    /// The answering call, its deltas sent (through `view`) to the sink when there is one;
+    /// errors are the inner client's, unchanged.
+    async fn answer(
+        &self,
+        request: ChatRequest,
+        mut view: impl FnMut(&str) -> String + Send,
+    ) -> Result<Completion> {
+        let stream = self.client.stream_chat(request);
+        let Some(sink) = self.sink else {
+            return collect_completion(stream).await;
+        };
+        let forwarded = stream.inspect(move |event| {
+            if let Ok(StreamEvent::Delta(text)) = event {
+                sink.send(view(text));
+            }
+        });
+        collect_completion(forwarded.boxed()).await
+    }
+
     /// One intermediate call: its reply as a [`Step`] named `stage`, or [`Error::StrategyCall`]
     /// naming it. (Steps are never dropped: a strategy cannot go on without them.)
     pub(crate) async fn step(&self, stage: String, request: ChatRequest) -> Result<Step> {
@@ -285,13 +342,14 @@ impl<'a> Calls<'a> {
 
     /// The trace of a strategy that answers with one call of `request` (Baseline, ReRead): one
     /// unscored candidate, which wins. `options` are the caller's sampling options, recorded as
-    /// the candidate's. Errors are the inner client's, unchanged.
+    /// the candidate's. The call is the run's final call. Errors are the inner client's,
+    /// unchanged.
     pub(crate) async fn single(
         &self,
         options: SamplingOptions,
         request: ChatRequest,
     ) -> Result<Outcome> {
-        let completion = collect_completion(self.client.stream_chat(request)).await?;
+        let completion = self.answer(request, str::to_owned).await?;
         let candidates = vec![Candidate::generated(options, completion)];
         self.finish(candidates, 0, Vec::new(), &[])
     }

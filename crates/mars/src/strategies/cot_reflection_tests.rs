@@ -20,10 +20,16 @@ fn extraction_table() {
             "Paris",
             OutputTag,
         ),
-        // Several sections: the last complete one; a blank one does not count.
+        // Several sections: the first with text, which is known (and streamed) before the
+        // others; a blank one does not count.
         (
-            "<output>draft</output> <output>final</output>",
-            "final",
+            "<output>first</output> <output>second</output>",
+            "first",
+            OutputTag,
+        ),
+        (
+            "<output> </output><output>second</output>",
+            "second",
             OutputTag,
         ),
         (
@@ -36,8 +42,38 @@ fn extraction_table() {
             "kept",
             OutputTag,
         ),
-        // A re-opened tag: the later one counts.
-        ("<output>a <output>b</output>", "b", OutputTag),
+        // A tag opened again ends a section with text, and restarts a blank one.
+        ("<output>a <output>b</output>", "a", OutputTag),
+        ("<output> <output>b</output>", "b", OutputTag),
+        // Tags inside <thinking> are not the answer while one outside has text...
+        (
+            "<thinking>I will answer in <output> tags.</thinking>\n<output>4</output>",
+            "4",
+            OutputTag,
+        ),
+        (
+            "<thinking><output>draft</output></thinking><output>final</output>",
+            "final",
+            OutputTag,
+        ),
+        // ...and are read when the reply is complete when none is: the last complete one.
+        (
+            "<thinking>t <reflection>r</reflection> <output>4</output> <output>5</output>",
+            "5",
+            OutputTag,
+        ),
+        (
+            "<thinking><output>draft</output></thinking><output> </output>",
+            "draft",
+            OutputTag,
+        ),
+        ("<thinking>t <output>cut off", "cut off", UnclosedOutputTag),
+        // A <thinking> tag inside the answer is text of it.
+        (
+            "<output>use <thinking> tags</output>",
+            "use <thinking> tags",
+            OutputTag,
+        ),
         // Code inside the output is kept verbatim.
         (
             "<output>\n```rust\nfn f() -> u8 { 1 < 2 }\n```\n</output>",
@@ -107,6 +143,10 @@ fn extraction_table() {
         ("<thinking>ß</thinking><output>ñ…", "ñ…", UnclosedOutputTag),
         ("é < ü >ø</output", "é < ü >ø</output", NoOutputTag),
         ("<🙂output>x", "<🙂output>x", NoOutputTag),
+        // Cut off inside a tag: an open section's text runs to the end, the rest kept.
+        ("<output>42</outp", "42</outp", UnclosedOutputTag),
+        ("<output>42 < ", "42 <", UnclosedOutputTag),
+        ("<output> \u{3000}", "<output>", NoOutputTag),
     ];
     for &(reply, expected, extraction) in cases {
         assert_eq!(
@@ -114,7 +154,52 @@ fn extraction_table() {
             (expected.to_owned(), extraction),
             "{reply:?}"
         );
+        reads_the_same_in_any_deltas(reply);
     }
+}
+
+/// However `reply` is cut into deltas, an [`OutputReader`] sends the beginning of the answer
+/// as it reads, and finishes with [`extract_output`]'s answer.
+fn reads_the_same_in_any_deltas(reply: &str) {
+    let whole = extract_output(reply);
+    let bounds: Vec<usize> = reply.char_indices().map(|(at, _)| at).skip(1).collect();
+    // Every cut in two, every cut in three, and one character at a time.
+    let mut cuts: Vec<Vec<usize>> = bounds.iter().map(|&at| vec![at]).collect();
+    for (i, &a) in bounds.iter().enumerate() {
+        cuts.extend(bounds[i + 1..].iter().map(|&b| vec![a, b]));
+    }
+    cuts.push(bounds.clone());
+    for cut in cuts {
+        let mut reader = OutputReader::new();
+        let mut sent = String::new();
+        let mut from = 0;
+        for at in cut.into_iter().chain([reply.len()]) {
+            sent.push_str(&reader.push(&reply[from..at]));
+            assert!(whole.0.starts_with(&sent), "{reply:?}: sent {sent:?}");
+            from = at;
+        }
+        assert_eq!(reader.finish(), whole, "{reply:?}");
+    }
+}
+
+#[test]
+fn the_reader_sends_the_answer_as_it_is_generated() {
+    let mut reader = OutputReader::new();
+    let sent: Vec<String> = [
+        "<thinking>in <output> tags</thinking>",
+        "\n< OUT",
+        "PUT >\n  def",
+        " f():  ",
+        "\n    return 1\n",
+        "</output",
+        ">\n<output>late</output>",
+    ]
+    .into_iter()
+    .map(|delta| reader.push(delta))
+    .collect();
+    assert_eq!(sent, ["", "", "def", " f():", "  \n    return 1", "", ""]);
+    let answer = "def f():  \n    return 1".to_owned();
+    assert_eq!(reader.finish(), (answer, Extraction::OutputTag));
 }
 
 #[test]
@@ -193,7 +278,7 @@ async fn the_system_prompt_is_kept_and_extended_and_the_output_returned() {
         (step.stage.as_str(), step.text.as_str()),
         ("extract output", "4")
     );
-    assert_eq!(step.note.as_deref(), Some("the last <output> section"));
+    assert_eq!(step.note.as_deref(), Some("an <output> section"));
     assert_eq!(step.usage.model_calls, 0);
     assert_eq!(outcome.usage.model_calls, 1);
     assert_eq!(outcome.usage.prompt_tokens, Some(120));

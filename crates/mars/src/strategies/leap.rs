@@ -11,8 +11,9 @@
 //! final answer differs from the expected one is a mistake ([`is_mistake`]), and for each mistake
 //! one call states a low-level principle that would have avoided it, then one call condenses
 //! those into at most `max_principles` high-level principles ([`parse_list`]). The caller's
-//! request is finally answered with the principles appended to its system prompt; with no
-//! example or no mistake, it is answered as it is, and a zero-cost `principles` step says why.
+//! request is finally answered with the principles appended to its system prompt (a stream of
+//! the strategy sends that answer as it is generated); with no example or no mistake, it is
+//! answered as it is, and a zero-cost `principles` step says why.
 //! An example answer cut off at the token limit before its `<output>` section is unfinished,
 //! not a mistake: its step says so and no principle is learned from it. Every call is seeded:
 //! with the request's seed, or `base_seed` when it has none (the examples with seeds derived
@@ -471,7 +472,7 @@ impl Algorithm for LeapConfig {
         } else {
             append_to_system(request.clone(), &principles_instruction(&principles))
         };
-        let completion = calls.named("final answer", final_request).await?;
+        let completion = calls.final_call("final answer", final_request).await?;
         let candidates = vec![Candidate::generated(request.options.clone(), completion)];
         calls.finish(candidates, 0, steps, &[])
     }

@@ -11,7 +11,9 @@
 //! listed client answers once. The aggregator (the wrapped client) then gets the same
 //! conversation with its last user message replaced by [`aggregate_prompt`]: the original
 //! question and the numbered proposals, with the request to synthesise one best final answer.
-//! Its reply is the answer. Proposals that failed (under [`FailurePolicy::Drop`]) or are blank
+//! Its reply is the answer, and streams as it is generated (the
+//! [`ModelClient`] impl sends it on as it arrives, after the proposals are
+//! in). Proposals that failed (under [`FailurePolicy::Drop`]) or are blank
 //! (only whitespace) are not sent to the aggregator; when none is left, the run fails with
 //! [`Error::AllCandidatesFailed`] without calling it.
 //!
@@ -249,7 +251,7 @@ impl Algorithm for MixtureOfAgentsConfig {
         let aggregate_request =
             rewrite_last_user_message(request, Self::NAME, |_| prompt)?.with_options(options);
         let options = aggregate_request.options.clone();
-        let completion = calls.named("aggregate", aggregate_request).await?;
+        let completion = calls.final_call("aggregate", aggregate_request).await?;
         tracing::debug!(
             strategy = Self::NAME,
             proposals = proposals.len(),

@@ -33,6 +33,8 @@
 //! | [`RoundTrip`] | optillm's `rto` | 3, or 4 when the round trip disagrees |
 //! | [`PlanSearch`] | Wang et al. 2024, optillm's `plansearch` | 2 + 2p for p plans, plus p judge calls with [`Selector::Judge`] |
 //! | [`Leap`] | Zhang et al. 2024, optillm's `leap` | 1 + e + m + (1 if m > 0) + 1 for e examples and m mistakes; e + m + (1 if m > 0) + 1 with given examples |
+//! | [`Repair`] | Self-Debugging, Chen et al. 2023; Reflexion, Shinn et al. 2023; AlphaCodium, Ridnik et al. 2024; Self-Refine, Madaan et al. 2023 | at most n × (1 + rounds), with a [`Verifier`] that gives feedback |
+//! | [`CodeT`] | CodeT, Chen et al. 2022 | n + 1, with a [`Verifier`] that runs tests |
 //! | [`Pipeline`] | optillm's `a&b` | the sum of its stages |
 //!
 //! The [`registry`] builds any of them from a name (mars's or optillm's slug) and shared
@@ -43,14 +45,17 @@
 //! unknown token counts, so the token sums of such an outcome are `None`.
 //!
 //! Strategies never name a backend; the decisions they make (voting, rating parsing, seed and
-//! temperature schedules, the choice of a best candidate, list parsing) are pure functions in
-//! [`voting`], [`rating`], [`sampling`], [`selection`] and [`parsing`].
+//! temperature schedules, the choice of a best candidate, list parsing, feedback text, test
+//! parsing and dual agreement) are pure functions in [`voting`], [`rating`], [`sampling`],
+//! [`selection`], [`parsing`], [`feedback`], [`repair`] and [`codet`].
 
 pub mod baseline;
 pub mod best_of_n;
 mod calls;
+pub mod codet;
 pub mod cot_reflection;
 pub mod diverse_sampling;
+pub mod feedback;
 pub mod leap;
 pub mod mixture_of_agents;
 pub mod parsing;
@@ -58,6 +63,7 @@ pub mod pipeline;
 pub mod plansearch;
 pub mod rating;
 pub mod registry;
+pub mod repair;
 pub mod request;
 pub mod reread;
 pub mod rto;
@@ -73,6 +79,7 @@ mod wrapper;
 pub use baseline::{Baseline, BaselineConfig};
 pub use best_of_n::{BestOfN, BestOfNAggregator, BestOfNConfig};
 pub use calls::{CallPolicy, Calls};
+pub use codet::{CodeT, CodeTConfig};
 pub use cot_reflection::{CotReflection, CotReflectionConfig};
 pub use diverse_sampling::{DiverseSampling, DiverseSamplingAggregator, DiverseSamplingConfig};
 pub use leap::{Leap, LeapConfig};
@@ -80,10 +87,11 @@ pub use mixture_of_agents::{MixtureOfAgents, MixtureOfAgentsConfig};
 pub use pipeline::Pipeline;
 pub use plansearch::{PlanSearch, PlanSearchConfig};
 pub use registry::{Defaults, StrategyName, StrategySpec};
+pub use repair::{Repair, RepairConfig};
 pub use reread::{ReRead, ReReadAggregator, ReReadConfig};
 pub use rto::{RoundTrip, RoundTripConfig};
 pub use selection::{JudgeConfig, Selector, Verifier};
 pub use self_consistency::{SelfConsistency, SelfConsistencyConfig};
 pub use trace::{CallFailure, Candidate, FailurePolicy, Outcome, Score, Step};
 pub use voting::AnswerKey;
-pub use wrapper::{Algorithm, Configured, Strategy, StrategyClient};
+pub use wrapper::{Algorithm, AnswerSink, Configured, Strategy, StrategyClient};

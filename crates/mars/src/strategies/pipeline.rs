@@ -6,8 +6,11 @@
 //! Algorithm: the first stage answers the request. Every later stage answers the same request
 //! with its last user message replaced by the previous stage's answer (the system prompt,
 //! earlier messages and sampling options, seed included, are kept: a seeded pipeline is
-//! reproducible, and stages that sample derive the same seeds from it). The last stage's answer is the pipeline's;
-//! the trace keeps every stage's [`Outcome`] in [`Outcome::stages`].
+//! reproducible, and stages that sample derive the same seeds from it). The last stage's answer
+//! is the pipeline's; the trace keeps every stage's [`Outcome`] in [`Outcome::stages`]. A stream
+//! of the pipeline streams its last stage as that stage streams on its own
+//! ([`Strategy::run_streaming`]): its final call's text as it arrives, or a chosen answer at the
+//! end.
 //!
 //! Cost: the sum of the stages' calls, one stage after another.
 //!
@@ -38,7 +41,7 @@ use tokio::time::Instant;
 
 use super::request::rewrite_last_user_message;
 use super::trace::Outcome;
-use super::wrapper::{Strategy, outcome_stream};
+use super::wrapper::{AnswerSink, Strategy, answer_stream};
 use crate::client::{ChatRequest, EventStream, ModelClient, Usage};
 use crate::error::{Error, Result};
 
@@ -90,7 +93,13 @@ impl<'a> Pipeline<'a> {
     /// winner, the usage of every stage summed, and each stage's outcome in `stages`. A failed
     /// stage is [`Error::StrategyCall`] naming it; the later stages do not run.
     pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
+        self.run_to(request, None).await
+    }
+
+    /// `run`, the last stage streaming its answer's text to `sink` when there is one.
+    async fn run_to(&self, request: ChatRequest, mut sink: Option<AnswerSink>) -> Result<Outcome> {
         let started = Instant::now();
+        let last = self.stages.len().saturating_sub(1);
         let mut outcomes: Vec<Outcome> = Vec::with_capacity(self.stages.len());
         for (index, stage) in self.stages.iter().enumerate() {
             let stage_request = match outcomes.last() {
@@ -100,14 +109,18 @@ impl<'a> Pipeline<'a> {
                     rewrite_last_user_message(request.clone(), Self::NAME, |_| answer)?
                 }
             };
-            let outcome = stage
-                .run(stage_request)
-                .await
-                .map_err(|source| Error::StrategyCall {
-                    strategy: Self::NAME,
-                    call: format!("stage {index} ({})", stage.name()),
-                    source: Box::new(source),
-                })?;
+            let run = match sink.take() {
+                Some(sink) if index == last => stage.run_streaming(stage_request, sink),
+                other => {
+                    sink = other;
+                    stage.run(stage_request)
+                }
+            };
+            let outcome = run.await.map_err(|source| Error::StrategyCall {
+                strategy: Self::NAME,
+                call: format!("stage {index} ({})", stage.name()),
+                source: Box::new(source),
+            })?;
             outcomes.push(outcome);
         }
         let mut usage = Usage::default();
@@ -130,9 +143,10 @@ impl<'a> Pipeline<'a> {
 }
 
 impl ModelClient for Pipeline<'_> {
-    /// Runs every stage, then streams the last stage's answer as one delta.
+    /// Runs every stage but the last, then streams the last one as it streams on its own (see
+    /// the [module docs](self)); the terminal event carries every stage's usage summed.
     fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
-        outcome_stream(Pipeline::run(self, request))
+        answer_stream(move |sink| self.run_to(request, Some(sink)))
     }
 }
 
@@ -143,6 +157,14 @@ impl Strategy for Pipeline<'_> {
 
     fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
         Box::pin(Pipeline::run(self, request))
+    }
+
+    fn run_streaming(
+        &self,
+        request: ChatRequest,
+        sink: AnswerSink,
+    ) -> BoxFuture<'_, Result<Outcome>> {
+        Box::pin(self.run_to(request, Some(sink)))
     }
 }
 

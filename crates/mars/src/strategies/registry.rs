@@ -26,17 +26,19 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
-use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+mod spec;
+
+pub use spec::{Stage, StrategySpec};
 
 use super::pipeline::Pipeline;
 use super::selection::{Selector, Verifier};
 use super::voting::AnswerKey;
 use super::wrapper::{Algorithm, Strategy, StrategyClient};
 use super::{
-    BaselineConfig, BestOfNConfig, CotReflectionConfig, DiverseSamplingConfig, LeapConfig,
-    MixtureOfAgentsConfig, PlanSearchConfig, ReReadConfig, RoundTripConfig, SelfConsistencyConfig,
+    BaselineConfig, BestOfNConfig, CodeTConfig, CotReflectionConfig, DiverseSamplingConfig,
+    LeapConfig, MixtureOfAgentsConfig, PlanSearchConfig, ReReadConfig, RepairConfig,
+    RoundTripConfig, SelfConsistencyConfig,
 };
 use crate::client::{BatchRequest, ModelClient};
 use crate::error::{Error, Result};
@@ -49,14 +51,15 @@ pub type Client<'a> = Box<dyn ModelClient + 'a>;
 type Build = for<'a> fn(Client<'a>, &Defaults, Option<Verifier>) -> Result<Box<dyn Strategy + 'a>>;
 
 /// A strategy the registry can build: one row of [`StrategyName::ALL`], holding its mars name,
-/// its optillm slug, its cost in model calls, whether it can select with a verifier, and its
-/// builder.
+/// its optillm slug, its cost in model calls, whether it can select with a verifier (a
+/// `_verifier` stage), whether it always needs one (`repair`, `codet`), and its builder.
 #[derive(Clone, Copy)]
 pub struct StrategyName {
     name: &'static str,
     slug: &'static str,
     model_calls: &'static str,
     takes_verifier: bool,
+    needs_verifier: bool,
     build: Build,
 }
 
@@ -74,6 +77,7 @@ impl StrategyName {
             slug: "none",
             model_calls: "1",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, _, _| boxed(client, BaselineConfig),
         },
         StrategyName {
@@ -81,6 +85,7 @@ impl StrategyName {
             slug: "re2",
             model_calls: "1",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, _, _| boxed(client, ReReadConfig::default()),
         },
         StrategyName {
@@ -88,6 +93,7 @@ impl StrategyName {
             slug: "diverse",
             model_calls: "n",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, defaults, _| {
                 let base = DiverseSamplingConfig::default();
                 let config = DiverseSamplingConfig {
@@ -107,6 +113,7 @@ impl StrategyName {
             slug: "bon",
             model_calls: "2n with the judge, n with the verifier",
             takes_verifier: true,
+            needs_verifier: false,
             build: |client, defaults, verifier| {
                 let base = BestOfNConfig::default();
                 let config = BestOfNConfig {
@@ -124,6 +131,7 @@ impl StrategyName {
             slug: "self_consistency",
             model_calls: "n",
             takes_verifier: true,
+            needs_verifier: false,
             build: |client, defaults, verifier| {
                 let base = SelfConsistencyConfig::default();
                 let config = SelfConsistencyConfig {
@@ -145,6 +153,7 @@ impl StrategyName {
             slug: "moa",
             model_calls: "n + 1",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, defaults, _| {
                 let base = MixtureOfAgentsConfig::default();
                 let config = MixtureOfAgentsConfig {
@@ -161,6 +170,7 @@ impl StrategyName {
             slug: "cot_reflection",
             model_calls: "1",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, _, _| boxed(client, CotReflectionConfig::default()),
         },
         StrategyName {
@@ -168,6 +178,7 @@ impl StrategyName {
             slug: "plansearch",
             model_calls: "2 + 3n with the judge, 2 + 2n with the verifier",
             takes_verifier: true,
+            needs_verifier: false,
             build: |client, defaults, verifier| {
                 let base = PlanSearchConfig::default();
                 // One first observation per plan at least, so that every plan's subset differs.
@@ -187,6 +198,7 @@ impl StrategyName {
             model_calls: "2 + e + m, +1 to condense the principles; e examples (at most 3), \
                           m mistakes",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, defaults, _| {
                 let config = LeapConfig {
                     concurrency: defaults.concurrency,
@@ -200,7 +212,42 @@ impl StrategyName {
             slug: "rto",
             model_calls: "3, or 4 when the two codes differ",
             takes_verifier: false,
+            needs_verifier: false,
             build: |client, _, _| boxed(client, RoundTripConfig::default()),
+        },
+        StrategyName {
+            name: RepairConfig::NAME,
+            slug: "repair",
+            model_calls: "at most 3: one chain, up to 2 repair rounds",
+            takes_verifier: false,
+            needs_verifier: true,
+            build: |client, defaults, verifier| {
+                let config = RepairConfig {
+                    temperature: defaults.temperature.or(RepairConfig::default().temperature),
+                    verifier,
+                    concurrency: defaults.concurrency,
+                    ..RepairConfig::default()
+                };
+                boxed(client, config)
+            },
+        },
+        StrategyName {
+            name: CodeTConfig::NAME,
+            slug: "codet",
+            model_calls: "n + 1",
+            takes_verifier: false,
+            needs_verifier: true,
+            build: |client, defaults, verifier| {
+                let base = CodeTConfig::default();
+                let config = CodeTConfig {
+                    n: defaults.n,
+                    temperature: defaults.temperature.or(base.temperature),
+                    verifier,
+                    concurrency: defaults.concurrency,
+                    ..base
+                };
+                boxed(client, config)
+            },
         },
     ];
 
@@ -223,6 +270,12 @@ impl StrategyName {
     /// Whether the strategy can select with a [`Verifier`] (the `_verifier` suffix).
     pub fn takes_verifier(self) -> bool {
         self.takes_verifier
+    }
+
+    /// Whether the strategy cannot run without a [`Verifier`] (`repair`, `codet`): building it
+    /// takes [`Defaults::verifier`], with no `_verifier` suffix.
+    pub fn needs_verifier(self) -> bool {
+        self.needs_verifier
     }
 
     /// The strategy named `text`: its mars name or its optillm slug (`baseline` and `none`
@@ -275,228 +328,6 @@ impl Ord for StrategyName {
     }
 }
 
-/// One stage of a [`StrategySpec`]: a strategy, and whether it selects with the verifier.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Stage {
-    /// The strategy.
-    pub strategy: StrategyName,
-    /// Select with [`Defaults::verifier`] instead of the strategy's default (a model judge or a
-    /// plain vote); only for strategies whose [`StrategyName::takes_verifier`] is true.
-    pub verifier: bool,
-}
-
-impl fmt::Display for Stage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.strategy.name())?;
-        if self.verifier {
-            f.write_str(VERIFIER_SUFFIX)?;
-        }
-        Ok(())
-    }
-}
-
-const VERIFIER_SUFFIX: &str = "_verifier";
-
-/// A strategy or a pipeline of strategies, by name: `bon`, `best_of_n_verifier`,
-/// `re2&cot_reflection`. Displayed (and serialised) with mars's names, so `re2` and `reread`
-/// are the same spec.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StrategySpec {
-    stages: Vec<Stage>,
-    name: String,
-}
-
-impl StrategySpec {
-    fn from_stages(stages: Vec<Stage>) -> Self {
-        let name = stages
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("&");
-        StrategySpec { stages, name }
-    }
-
-    /// A spec of one stage.
-    pub fn single(strategy: StrategyName) -> Self {
-        Self::from_stages(vec![Stage {
-            strategy,
-            verifier: false,
-        }])
-    }
-
-    /// The spec as mars names it: stages joined by `&`, e.g. `reread&best_of_n_verifier`.
-    pub fn as_str(&self) -> &str {
-        &self.name
-    }
-
-    /// The stages, in order (one for a plain strategy).
-    pub fn stages(&self) -> &[Stage] {
-        &self.stages
-    }
-
-    /// Whether this is the baseline alone (what the benchmark compares the others with).
-    pub fn is_baseline(&self) -> bool {
-        matches!(
-            self.stages.as_slice(),
-            [Stage {
-                strategy,
-                verifier: false
-            }] if strategy.name() == BaselineConfig::NAME
-        )
-    }
-
-    /// Whether any stage selects with the verifier.
-    pub fn uses_verifier(&self) -> bool {
-        self.stages.iter().any(|s| s.verifier)
-    }
-
-    /// The seed's four strategies: baseline, reread, diverse_sampling, best_of_n.
-    pub fn seed() -> Vec<StrategySpec> {
-        [
-            BaselineConfig::NAME,
-            ReReadConfig::NAME,
-            DiverseSamplingConfig::NAME,
-            BestOfNConfig::NAME,
-        ]
-        .into_iter()
-        .filter_map(StrategyName::parse)
-        .map(StrategySpec::single)
-        .collect()
-    }
-
-    /// Every strategy once, then each verifier variant.
-    pub fn all() -> Vec<StrategySpec> {
-        let plain = StrategyName::ALL.iter().copied().map(StrategySpec::single);
-        let verified = StrategyName::ALL
-            .iter()
-            .copied()
-            .filter(|s| s.takes_verifier())
-            .map(|strategy| {
-                Self::from_stages(vec![Stage {
-                    strategy,
-                    verifier: true,
-                }])
-            });
-        plain.chain(verified).collect()
-    }
-
-    /// Parses a comma-separated list of specs; `seed` and `all` name the groups of
-    /// [`seed`](Self::seed) and [`all`](Self::all). Duplicates are dropped, the first kept.
-    pub fn parse_list(list: &str) -> Result<Vec<StrategySpec>> {
-        let mut out: Vec<StrategySpec> = Vec::new();
-        for item in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let add = match item {
-                "seed" => Self::seed(),
-                "all" => Self::all(),
-                spec => vec![spec.parse()?],
-            };
-            for spec in add {
-                if !out.contains(&spec) {
-                    out.push(spec);
-                }
-            }
-        }
-        if out.is_empty() {
-            return Err(Error::InvalidConfig {
-                field: "strategies",
-                reason: "no strategy named".into(),
-            });
-        }
-        Ok(out)
-    }
-}
-
-impl fmt::Display for StrategySpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.name)
-    }
-}
-
-impl FromStr for StrategySpec {
-    type Err = Error;
-
-    fn from_str(text: &str) -> Result<Self> {
-        let stages = text
-            .split('&')
-            .map(|stage| parse_stage(stage.trim(), text))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self::from_stages(stages))
-    }
-}
-
-fn parse_stage(stage: &str, spec: &str) -> Result<Stage> {
-    let unknown = |reason: String| Error::InvalidConfig {
-        field: "strategies",
-        reason,
-    };
-    if stage.is_empty() {
-        return Err(unknown(format!("{spec:?} has an empty stage")));
-    }
-    if let Some(strategy) = StrategyName::parse(stage) {
-        return Ok(Stage {
-            strategy,
-            verifier: false,
-        });
-    }
-    if let Some(strategy) = stage
-        .strip_suffix(VERIFIER_SUFFIX)
-        .and_then(StrategyName::parse)
-    {
-        if !strategy.takes_verifier() {
-            return Err(unknown(format!(
-                "{stage:?}: {} does not select with a verifier (these do: {})",
-                strategy.name(),
-                names(
-                    StrategyName::ALL
-                        .iter()
-                        .copied()
-                        .filter(|s| s.takes_verifier())
-                )
-            )));
-        }
-        return Ok(Stage {
-            strategy,
-            verifier: true,
-        });
-    }
-    Err(unknown(format!(
-        "unknown strategy {stage:?}; known: seed, all, {} (optillm slugs: {}), a \
-         `{VERIFIER_SUFFIX}` suffix on {}, and pipelines a&b",
-        names(StrategyName::ALL.iter().copied()),
-        StrategyName::ALL
-            .iter()
-            .map(|s| s.slug)
-            .collect::<Vec<_>>()
-            .join(", "),
-        names(
-            StrategyName::ALL
-                .iter()
-                .copied()
-                .filter(|s| s.takes_verifier())
-        ),
-    )))
-}
-
-fn names(strategies: impl Iterator<Item = StrategyName>) -> String {
-    strategies
-        .map(StrategyName::name)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-impl Serialize for StrategySpec {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for StrategySpec {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 /// What the strategies built by [`build`] share; everything else is each strategy's default.
 #[derive(Debug, Clone)]
 pub struct Defaults {
@@ -506,7 +337,8 @@ pub struct Defaults {
     /// self-consistency, mixture-of-agents proposers) when the request sets none; `None` (the
     /// default) keeps each strategy's own. The request's temperature always wins.
     pub temperature: Option<f32>,
-    /// The verifier of `_verifier` stages; building one without it is an error.
+    /// The verifier of `_verifier` stages and of the strategies that need one (`repair`,
+    /// `codet`); building one of them without it is an error.
     pub verifier: Option<Verifier>,
     /// How voting strategies turn an answer into the key votes are counted over; `None` (the
     /// default) keeps each strategy's own.
@@ -539,7 +371,7 @@ pub fn build<'a, C>(
 where
     C: ModelClient + Clone + 'a,
 {
-    match spec.stages.as_slice() {
+    match spec.stages() {
         [stage] => build_stage(*stage, client, defaults),
         stages => {
             let built = stages
@@ -559,8 +391,8 @@ fn build_stage<'a, C>(
 where
     C: ModelClient + 'a,
 {
-    // The verifier of a `_verifier` stage; `None` for any other stage.
-    let verifier = if stage.verifier {
+    // The verifier of a `_verifier` stage or of a strategy that needs one; `None` otherwise.
+    let verifier = if stage.verifier || stage.strategy.needs_verifier() {
         let given = defaults
             .verifier
             .clone()

@@ -22,6 +22,9 @@ fn specs_parse_slugs_and_names_and_display_names() {
         ("plansearch_verifier", "plansearch_verifier"),
         ("leap", "leap"),
         ("rto", "rto"),
+        ("repair", "repair"),
+        ("codet", "codet"),
+        ("re2&repair", "reread&repair"),
         (
             "moa&re2&cot_reflection",
             "mixture_of_agents&reread&cot_reflection",
@@ -45,6 +48,7 @@ fn bad_specs_are_rejected_with_the_reason() {
         ("re2&", "empty stage"),
         ("&re2", "empty stage"),
         ("reread_verifier", "does not select with a verifier"),
+        ("repair_verifier", "does not select with a verifier"),
         ("bon_verifier_verifier", "unknown strategy"),
     ];
     for &(text, expected) in cases {
@@ -90,20 +94,51 @@ fn specs_serialise_as_their_names() {
 }
 
 #[test]
-fn a_verifier_stage_needs_a_verifier() {
-    let spec: StrategySpec = "bon_verifier".parse().unwrap();
+fn a_verifier_stage_and_the_strategies_that_need_one_need_a_verifier() {
     let client = crate::ScriptedClient::new([]);
-    let err = build(&spec, &client, &Defaults::default()).err().unwrap();
-    assert!(
-        matches!(
-            err,
-            Error::InvalidConfig {
-                field: "verifier",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    for text in ["bon_verifier", "repair", "codet", "re2&repair"] {
+        let spec: StrategySpec = text.parse().unwrap();
+        assert!(spec.uses_verifier(), "{text}");
+        let err = build(&spec, &client, &Defaults::default()).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    field: "verifier",
+                    ..
+                }
+            ),
+            "{text}: {err}"
+        );
+    }
+    let plain: StrategySpec = "bon&re2".parse().unwrap();
+    assert!(!plain.uses_verifier());
+    let needing: Vec<&str> = StrategyName::ALL
+        .iter()
+        .filter(|s| s.needs_verifier())
+        .map(|s| s.name())
+        .collect();
+    assert_eq!(needing, ["repair", "codet"]);
+}
+
+/// A verifier that scores by length (so every candidate passes a repair check) and runs tests
+/// by passing those whose line is shorter than the candidate.
+fn verifier() -> Verifier {
+    Verifier::new(|_request, candidate: &str| {
+        let score = candidate.len() as f64;
+        async move { score }
+    })
+    .with_tests(|_request, candidate: &str, tests: &[String]| {
+        let results: Vec<crate::strategies::feedback::TestResult> = tests
+            .iter()
+            .map(|t| crate::strategies::feedback::TestResult {
+                test: t.clone(),
+                visible: false,
+                passed: t.len() < candidate.len(),
+            })
+            .collect();
+        async move { results }
+    })
 }
 
 /// A model that gives every kind of call something it can use: a rating to judges, a list to
@@ -127,19 +162,17 @@ fn obliging_model() -> crate::ScriptedClient {
 
 #[tokio::test]
 async fn every_spec_counts_exactly_the_calls_it_makes() {
-    let verifier = Verifier::new(|_request, candidate: &str| {
-        let score = candidate.len() as f64;
-        async move { score }
-    });
     let defaults = Defaults {
         n: 2,
         temperature: Some(0.3),
-        verifier: Some(verifier),
+        verifier: Some(verifier()),
         ..Defaults::default()
     };
     let mut specs = StrategySpec::all();
     specs.push("moa&re2&cot_reflection".parse().unwrap());
     specs.push("bon_verifier&leap".parse().unwrap());
+    specs.push("re2&repair".parse().unwrap());
+    specs.push("codet&re2".parse().unwrap());
     for spec in specs {
         let client = obliging_model();
         let strategy = build(&spec, &client, &defaults).unwrap();
@@ -249,12 +282,8 @@ fn absurd_counts_are_configuration_errors() {
 async fn the_requests_sampling_options_win_in_every_inner_call() {
     use crate::strategies::sampling::{derive_seeds, spaced_temperatures};
     use crate::strategies::test_support::request;
-    let verifier = Verifier::new(|_request, candidate: &str| {
-        let score = candidate.len() as f64;
-        async move { score }
-    });
     let defaults = Defaults {
-        verifier: Some(verifier),
+        verifier: Some(verifier()),
         ..Defaults::default()
     };
     let judge = crate::strategies::JudgeConfig::default();

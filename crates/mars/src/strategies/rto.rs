@@ -8,7 +8,9 @@
 //! prompt, the description as the only user message) produces code C2. If C1 and C2 are the
 //! same after [`normalize_code`] the round trip agreed and C1's reply is the answer; otherwise a
 //! synthesis call, shown the original question, C1 and C2, writes one final version (code only),
-//! and its reply is the answer.
+//! and its reply is the answer. A stream of the strategy sends the synthesis as it is generated;
+//! when the round trip agrees, the answer (C1's reply, generated before the comparison could
+//! choose it) is sent as one delta at the end.
 //!
 //! The comparison ([`codes_agree`]) is meant for Rust and C-like code: it ignores `//` and
 //! `/* */` comments and layout. In other languages it can be wrong both ways: Python's `#`
@@ -225,7 +227,7 @@ impl Algorithm for RoundTripConfig {
         } else {
             let prompt = synthesis_prompt(&question, &first_code.code, &second_code.code);
             let synthesis_request = rewrite_last_user_message(request, Self::NAME, |_| prompt)?;
-            let synthesis = calls.named("synthesis", synthesis_request).await?;
+            let synthesis = calls.final_call("synthesis", synthesis_request).await?;
             candidates.push(Candidate::generated(options, synthesis));
             2
         };

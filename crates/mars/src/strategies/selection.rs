@@ -7,6 +7,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use super::calls::Calls;
+use super::feedback::{TestResult, Verification};
 use super::rating::{DEFAULT_JUDGE_INSTRUCTION, judge_request, parse_rating};
 use super::trace::{Candidate, Score, failed_call_usage};
 use crate::client::{ChatRequest, SamplingOptions, Usage};
@@ -52,7 +53,9 @@ impl Default for JudgeConfig {
     }
 }
 
-type VerifyFn = dyn Fn(&ChatRequest, &str) -> BoxFuture<'static, f64> + Send + Sync;
+type CheckFn = dyn Fn(&ChatRequest, &str) -> BoxFuture<'static, Verification> + Send + Sync;
+type TestFn =
+    dyn Fn(&ChatRequest, &str, &[String]) -> BoxFuture<'static, Vec<TestResult>> + Send + Sync;
 
 /// A user-supplied async function that scores a candidate answer; higher is better.
 ///
@@ -61,6 +64,11 @@ type VerifyFn = dyn Fn(&ChatRequest, &str) -> BoxFuture<'static, f64> + Send + S
 /// shows. **A verifier must never see the hidden tests that grade answers** (in a benchmark, the
 /// tests used to decide pass or fail): a verifier that runs them makes best-of-n look better than
 /// it can be for a user who does not have them.
+///
+/// A verifier made with [`with_feedback`](Self::with_feedback) also says why a candidate failed
+/// ([`Feedback`]), which [`Repair`](super::Repair) shows the model; one given a test runner
+/// ([`with_tests`](Self::with_tests)) also runs a candidate against extra test lines, which
+/// [`CodeT`](super::CodeT) needs.
 ///
 /// A NaN score is recorded as `None` and ranks below every number.
 ///
@@ -75,29 +83,108 @@ type VerifyFn = dyn Fn(&ChatRequest, &str) -> BoxFuture<'static, f64> + Send + S
 /// # let _ = verifier;
 /// ```
 #[derive(Clone)]
-pub struct Verifier(Arc<VerifyFn>);
+pub struct Verifier {
+    check: Arc<CheckFn>,
+    tests: Option<Arc<TestFn>>,
+}
 
 impl Verifier {
-    /// Wraps `verify`, called once per candidate with the request and the candidate's text.
+    /// Wraps `verify`, called once per candidate with the request and the candidate's text; it
+    /// gives a score and no feedback.
     pub fn new<F, Fut>(verify: F) -> Self
     where
         F: Fn(&ChatRequest, &str) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = f64> + Send + 'static,
     {
-        Verifier(Arc::new(move |request, candidate| {
-            Box::pin(verify(request, candidate))
-        }))
+        Self::with_feedback(move |request, candidate| {
+            let score = verify(request, candidate);
+            async move { Verification::score_only(score.await) }
+        })
+    }
+
+    /// Wraps `check`, called once per candidate, which gives a score and, when it can, the
+    /// [`Feedback`] behind it.
+    ///
+    /// ```
+    /// use mars::strategies::Verifier;
+    /// use mars::strategies::feedback::{Feedback, Issue, Verification};
+    ///
+    /// let verifier = Verifier::with_feedback(|_request, candidate: &str| {
+    ///     let compiled = candidate.contains("fn ");
+    ///     let issue = (!compiled).then_some(Issue::NoCode);
+    ///     let score = if compiled { 1.0 } else { 0.0 };
+    ///     async move { Verification { score, feedback: Some(Feedback { compiled, issue }) } }
+    /// });
+    /// # let _ = verifier;
+    /// ```
+    pub fn with_feedback<F, Fut>(check: F) -> Self
+    where
+        F: Fn(&ChatRequest, &str) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Verification> + Send + 'static,
+    {
+        Verifier {
+            check: Arc::new(move |request, candidate| Box::pin(check(request, candidate))),
+            tests: None,
+        }
+    }
+
+    /// The same verifier with a test runner: `run(request, candidate, tests)` runs the
+    /// candidate against the prompt's visible examples and against each of `tests` (test lines
+    /// such as `assert_eq!(f(2), 4);`), and returns one [`TestResult`] per test: the visible
+    /// examples first, then `tests` in order. A test that does not compile with the candidate
+    /// did not pass. It must never run hidden tests.
+    pub fn with_tests<F, Fut>(self, run: F) -> Self
+    where
+        F: Fn(&ChatRequest, &str, &[String]) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<TestResult>> + Send + 'static,
+    {
+        Verifier {
+            tests: Some(Arc::new(move |request, candidate, tests| {
+                Box::pin(run(request, candidate, tests))
+            })),
+            ..self
+        }
     }
 
     /// Scores `candidate`, an answer to `request`.
     pub fn score(&self, request: &ChatRequest, candidate: &str) -> BoxFuture<'static, f64> {
-        (self.0)(request, candidate)
+        let check = self.check(request, candidate);
+        Box::pin(async move { check.await.score })
+    }
+
+    /// Scores `candidate` and says why it failed, when the verifier can.
+    pub fn check(
+        &self,
+        request: &ChatRequest,
+        candidate: &str,
+    ) -> BoxFuture<'static, Verification> {
+        (self.check)(request, candidate)
+    }
+
+    /// Whether the verifier can run extra tests ([`with_tests`](Self::with_tests)).
+    pub fn runs_tests(&self) -> bool {
+        self.tests.is_some()
+    }
+
+    /// Runs `candidate` against the visible examples and `tests` (see
+    /// [`with_tests`](Self::with_tests)); `None` when the verifier has no test runner.
+    pub fn run_tests(
+        &self,
+        request: &ChatRequest,
+        candidate: &str,
+        tests: &[String],
+    ) -> Option<BoxFuture<'static, Vec<TestResult>>> {
+        self.tests
+            .as_ref()
+            .map(|run| run(request, candidate, tests))
     }
 }
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Verifier(..)")
+        f.debug_struct("Verifier")
+            .field("runs_tests", &self.runs_tests())
+            .finish_non_exhaustive()
     }
 }
 
@@ -310,6 +397,60 @@ impl Calls<'_> {
                 };
             }
         }
+    }
+}
+
+/// Verifier checks with feedback, and test runs, through the run's [`Calls`]: at most
+/// `concurrency` at once (used by [`Repair`](super::Repair) and [`CodeT`](super::CodeT)).
+impl Calls<'_> {
+    /// Checks each of `texts` with `verifier`; the verifications come back in order.
+    pub(crate) async fn check_all(
+        &self,
+        request: &ChatRequest,
+        verifier: &Verifier,
+        texts: Vec<String>,
+    ) -> Vec<Verification> {
+        // Built up front and called only when first polled, as in `verify`.
+        let jobs: Vec<BoxFuture<'static, Verification>> = texts
+            .into_iter()
+            .map(|text| {
+                let (verifier, request) = (verifier.clone(), request.clone());
+                Box::pin(async move { verifier.check(&request, &text).await })
+                    as BoxFuture<'static, Verification>
+            })
+            .collect();
+        futures::stream::iter(jobs)
+            .buffered(self.concurrency().get())
+            .collect()
+            .await
+    }
+
+    /// Runs each of `texts` against `tests` with `verifier`'s test runner, in order; an empty
+    /// row for each when the verifier has none.
+    pub(crate) async fn test_all(
+        &self,
+        request: &ChatRequest,
+        verifier: &Verifier,
+        texts: Vec<String>,
+        tests: &[String],
+    ) -> Vec<Vec<TestResult>> {
+        let jobs: Vec<BoxFuture<'static, Vec<TestResult>>> = texts
+            .into_iter()
+            .map(|text| {
+                let (verifier, request, tests) =
+                    (verifier.clone(), request.clone(), tests.to_vec());
+                Box::pin(async move {
+                    match verifier.run_tests(&request, &text, &tests) {
+                        Some(run) => run.await,
+                        None => Vec::new(),
+                    }
+                }) as BoxFuture<'static, Vec<TestResult>>
+            })
+            .collect();
+        futures::stream::iter(jobs)
+            .buffered(self.concurrency().get())
+            .collect()
+            .await
     }
 }
 

@@ -6,8 +6,14 @@
 //! written once here as tower writes `Timeout<S>` once, supplies `new` (validating), `inner`,
 //! `into_inner`, `config`, the inherent `run`, and the [`ModelClient`] and [`Strategy`] impls.
 //! The public names are aliases: `BestOfN<C>` is `StrategyClient<BestOfNConfig, C>`.
+//!
+//! Streaming: see [`StrategyClient`].
+
+use std::pin::Pin;
+use std::task::Poll;
 
 use futures::StreamExt;
+use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use tokio::time::Instant;
 
@@ -69,12 +75,63 @@ pub trait Strategy: ModelClient {
 
     /// Answers `request` and returns the trace; the same as the strategy's inherent `run`.
     fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>>;
+
+    /// [`run`](Self::run), sending the answer's text to `sink` as it is generated where the
+    /// strategy can tell which call answers (see [`StrategyClient`]); the outcome is the
+    /// one `run` returns. What is sent is always the beginning of [`Outcome::answer`]: the
+    /// caller sends the rest when the run ends. The default sends nothing.
+    fn run_streaming(
+        &self,
+        request: ChatRequest,
+        sink: AnswerSink,
+    ) -> BoxFuture<'_, Result<Outcome>> {
+        drop(sink);
+        self.run(request)
+    }
+}
+
+/// Where a run sends its answer's text while the final call generates it, when the run's
+/// caller streams ([`Strategy::run_streaming`]); made by the strategies' streams.
+#[derive(Debug, Clone)]
+pub struct AnswerSink {
+    deltas: mpsc::UnboundedSender<String>,
+}
+
+impl AnswerSink {
+    /// A sink and the receiver of what is sent to it.
+    pub(crate) fn channel() -> (AnswerSink, mpsc::UnboundedReceiver<String>) {
+        let (deltas, receiver) = mpsc::unbounded();
+        (AnswerSink { deltas }, receiver)
+    }
+
+    /// Sends `text` on, unless it is empty. A stream that stopped listening was dropped, and
+    /// the run with it, so a failed send is nothing to report.
+    pub(crate) fn send(&self, text: String) {
+        if !text.is_empty() {
+            let _ = self.deltas.unbounded_send(text);
+        }
+    }
 }
 
 /// The strategy configured by `M` over the inner client `C`: one wrapper for every strategy,
 /// whose public names are aliases (`BestOfN<C>` is `StrategyClient<BestOfNConfig, C>`).
 ///
 /// Generic over what it wraps and without bounds on the struct, as tower's `Timeout<S>`.
+///
+/// Streaming: the [`ModelClient`] impl sends the answer's text as soon as the strategy can know
+/// it is the answer. Single-call strategies ([`Algorithm::STREAMS`]: Baseline, ReRead) pass their
+/// one call through. Multi-step strategies make the call whose reply is the answer as the run's
+/// final call (see [`Calls`]): MoA's aggregation, CoT reflection's one call (only the text of its
+/// `<output>` section is sent), RTO's synthesis, LEAP's answer; its text is sent on as it arrives
+/// while the run goes on to the same [`Outcome`] that `run` returns, and a
+/// [`Pipeline`](super::Pipeline) streams its last stage so. Strategies that choose among
+/// candidates (best-of-n, self-consistency, diverse sampling, PlanSearch) cannot know their
+/// winner before every candidate is in, nor can RTO when its round trip agrees (the first reply,
+/// already generated, wins): their answer is sent as one delta when the run ends. Either way the
+/// stream is the deltas, which join to the answer `run` gives for the same request and seed,
+/// then one `Done` with the usage summed over every inner call (`model_calls` included) and the
+/// strategy's own times; or an error, after which nothing comes. Dropping the stream drops the
+/// run, and so every inner call in flight.
 #[derive(Debug, Clone)]
 pub struct StrategyClient<M, C> {
     inner: C,
@@ -123,18 +180,26 @@ impl<M: Algorithm, C> StrategyClient<M, C> {
 impl<M: Algorithm, C: ModelClient> StrategyClient<M, C> {
     /// Answers `request` and returns the trace (see the strategy's module docs).
     pub async fn run(&self, request: ChatRequest) -> Result<Outcome> {
-        let calls = Calls::new(&self.inner, M::NAME, self.config.policy());
+        self.run_to(request, None).await
+    }
+
+    /// `run`, with the final call's text sent to `sink` as it arrives when there is one.
+    async fn run_to(&self, request: ChatRequest, sink: Option<AnswerSink>) -> Result<Outcome> {
+        let calls =
+            Calls::new(&self.inner, M::NAME, self.config.policy()).streaming_to(sink.as_ref());
         self.config.run(&calls, request).await
     }
 }
 
 impl<M: Algorithm, C: ModelClient> ModelClient for StrategyClient<M, C> {
     /// A strategy that [`STREAMS`](Algorithm::STREAMS) streams its one call's answer as it
-    /// arrives; any other runs, then streams the chosen answer as one delta. Either way the
-    /// terminal event carries the summed usage and the strategy's own times.
+    /// arrives; any other runs, streaming its final call's answer as it arrives (or, for a
+    /// strategy that chooses among candidates, the chosen answer as one delta at the end; see
+    /// [`StrategyClient`]). Either way the terminal event carries the summed usage and the
+    /// strategy's own times.
     fn stream_chat(&self, request: ChatRequest) -> EventStream<'_> {
         if !M::STREAMS {
-            return outcome_stream(StrategyClient::run(self, request));
+            return answer_stream(move |sink| self.run_to(request, Some(sink)));
         }
         match self.config.rewrite(request) {
             Ok(request) => pass_through(self.inner.stream_chat(request)),
@@ -184,6 +249,14 @@ impl<M: Algorithm, C: ModelClient> Strategy for StrategyClient<M, C> {
     fn run(&self, request: ChatRequest) -> BoxFuture<'_, Result<Outcome>> {
         Box::pin(StrategyClient::run(self, request))
     }
+
+    fn run_streaming(
+        &self,
+        request: ChatRequest,
+        sink: AnswerSink,
+    ) -> BoxFuture<'_, Result<Outcome>> {
+        Box::pin(self.run_to(request, Some(sink)))
+    }
 }
 
 /// Runs the strategy configured by `config` once on `query` with `system_prompt` (none when
@@ -199,26 +272,82 @@ pub(crate) async fn run_seed<M: Configured, C: ModelClient + ?Sized>(
         .await
 }
 
-/// Turns a strategy's run into the event stream of its [`ModelClient`] impl: the answer as one
-/// delta (none if empty), then `Done` with the outcome's usage and the measured times.
-pub(crate) fn outcome_stream<'a, F>(run: F) -> EventStream<'a>
+/// What a streamed run did next: sent text, or ended.
+enum Progress {
+    Delta(String),
+    Finished(Box<Result<Outcome>>),
+}
+
+/// Turns a run that sends its answer's text to a sink into the event stream of a strategy's
+/// [`ModelClient`] impl: each text sent, as it is sent; when the run ends, the rest of its
+/// answer (all of it when nothing was sent) as one delta; then `Done` with the outcome's usage
+/// and the times measured here. Text sent that is not the beginning of the answer is
+/// [`Error::Protocol`] (an algorithm marked as final a call that did not answer). Dropping the
+/// stream drops the run.
+pub(crate) fn answer_stream<'a, F, Fut>(start: F) -> EventStream<'a>
 where
-    F: Future<Output = Result<Outcome>> + Send + 'a,
+    F: FnOnce(AnswerSink) -> Fut + Send + 'a,
+    Fut: Future<Output = Result<Outcome>> + Send + 'a,
 {
     async_stream::stream! {
         let started = Instant::now();
-        let outcome = match run.await {
+        let (sink, mut deltas) = AnswerSink::channel();
+        let mut run: Pin<Box<Fut>> = Box::pin(start(sink));
+        let mut streamed = String::new();
+        let mut first_token = None;
+        let result = loop {
+            let progress = futures::future::poll_fn(|cx| {
+                if let Poll::Ready(Some(text)) = deltas.poll_next_unpin(cx) {
+                    return Poll::Ready(Progress::Delta(text));
+                }
+                if let Poll::Ready(result) = run.as_mut().poll(cx) {
+                    return Poll::Ready(Progress::Finished(Box::new(result)));
+                }
+                match deltas.poll_next_unpin(cx) {
+                    Poll::Ready(Some(text)) => Poll::Ready(Progress::Delta(text)),
+                    _ => Poll::Pending,
+                }
+            })
+            .await;
+            match progress {
+                Progress::Delta(text) => {
+                    first_token.get_or_insert_with(|| started.elapsed());
+                    streamed.push_str(&text);
+                    yield Ok(StreamEvent::Delta(text));
+                }
+                Progress::Finished(result) => break *result,
+            }
+        };
+        // Text sent in the run's last steps, before it ended.
+        deltas.close();
+        while let Some(text) = deltas.next().await {
+            first_token.get_or_insert_with(|| started.elapsed());
+            streamed.push_str(&text);
+            yield Ok(StreamEvent::Delta(text));
+        }
+        let outcome = match result {
             Ok(outcome) => outcome,
             Err(err) => {
                 yield Err(err);
                 return;
             }
         };
-        let mut usage = outcome.usage;
-        if !outcome.answer.is_empty() {
-            usage.time_to_first_token = Some(started.elapsed());
-            yield Ok(StreamEvent::Delta(outcome.answer));
+        let Some(rest) = outcome.answer.strip_prefix(streamed.as_str()) else {
+            yield Err(Error::Protocol {
+                detail: format!(
+                    "{} streamed {} bytes that are not the beginning of its answer",
+                    outcome.strategy,
+                    streamed.len()
+                ),
+            });
+            return;
+        };
+        if !rest.is_empty() {
+            first_token.get_or_insert_with(|| started.elapsed());
+            yield Ok(StreamEvent::Delta(rest.to_owned()));
         }
+        let mut usage = outcome.usage;
+        usage.time_to_first_token = first_token;
         usage.total_time = started.elapsed();
         yield Ok(StreamEvent::Done(Finish { reason: outcome.finish_reason, usage }));
     }
@@ -252,3 +381,7 @@ fn pass_through(inner: EventStream<'_>) -> EventStream<'_> {
     }
     .boxed()
 }
+
+#[cfg(test)]
+#[path = "wrapper_tests.rs"]
+mod tests;

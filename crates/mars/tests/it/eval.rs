@@ -18,7 +18,7 @@ use mars::strategies::StrategySpec;
 use mars::{ChatRequest, ScriptedClient, Turn};
 use tokio::sync::OnceCell;
 
-async fn grader() -> Grader {
+pub(crate) async fn grader() -> Grader {
     static SANDBOX: OnceCell<Sandbox> = OnceCell::const_new();
     let sandbox = SANDBOX
         .get_or_init(|| async {
@@ -36,7 +36,7 @@ async fn grader() -> Grader {
     Grader::new(sandbox.clone())
 }
 
-fn task(id: &str) -> Task {
+pub(crate) fn task(id: &str) -> Task {
     builtin(TaskSet::Seed)
         .into_iter()
         .chain(builtin(TaskSet::Ladder))
@@ -44,7 +44,7 @@ fn task(id: &str) -> Task {
         .expect("known task")
 }
 
-fn fenced(code: &str) -> String {
+pub(crate) fn fenced(code: &str) -> String {
     format!("Here is the function:\n```rust\n{code}\n```\n")
 }
 
@@ -200,7 +200,7 @@ fn scripted_model(flaky: bool) -> ScriptedClient {
     })
 }
 
-fn config(strategies: &str, samples: u32) -> RunConfig {
+pub(crate) fn config(strategies: &str, samples: u32) -> RunConfig {
     RunConfig {
         strategies: StrategySpec::parse_list(strategies).unwrap(),
         samples,

@@ -14,3 +14,4 @@ mod proxy;
 mod sandbox;
 mod server;
 mod strategies;
+mod verifier;

@@ -66,12 +66,14 @@ impl std::fmt::Debug for Started {
 pub const BASELINE: &str = "baseline";
 
 impl AppState {
-    /// The strategies that build without a verifier.
+    /// The strategies the server can run: those the registry does not mark as needing a
+    /// verifier (`repair`, `codet`), and that build without one.
     pub fn servable_strategies() -> Vec<StrategyName> {
         let client = mars::ScriptedClient::new([]);
         StrategyName::ALL
             .iter()
             .copied()
+            .filter(|name| !name.needs_verifier())
             .filter(|name| {
                 let spec = registry::StrategySpec::single(*name);
                 registry::build(&spec, &client, &Defaults::default()).is_ok()

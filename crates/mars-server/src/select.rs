@@ -189,6 +189,19 @@ mod tests {
     }
 
     #[test]
+    fn strategies_that_need_a_verifier_are_not_served() {
+        let servable = crate::core::AppState::servable_strategies();
+        for name in ["repair", "codet"] {
+            let strategy = StrategyName::parse(name).unwrap();
+            assert!(strategy.needs_verifier());
+            assert!(!servable.contains(&strategy), "{name}");
+            let err = parse_strategies(name, "model", &servable).unwrap_err();
+            assert!(err.message.contains("needs a verifier"), "{}", err.message);
+        }
+        assert!(servable.iter().any(|s| s.slug() == "moa"));
+    }
+
+    #[test]
     fn tags_are_found_and_stripped() {
         assert_eq!(
             strip_tag("<optillm_approach>moa</optillm_approach> What is 2+2?"),

@@ -2,7 +2,6 @@
 //! headers, and raw relays to an upstream that speaks the caller's API.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::{Body as HttpBody, Bytes};
 use axum::extract::rejection::BytesRejection;
@@ -82,10 +81,12 @@ pub struct Relay<'a> {
 pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, ApiError> {
     let api = relay.api;
     let timeout = state.config.request_timeout;
-    let permit = state
-        .gate
-        .acquire()
+    // One deadline for the whole call: the wait for a permit, the request, and the body.
+    let deadline = tokio::time::Instant::now() + timeout;
+    let timed_out = || ApiError::timeout(timeout).on(api);
+    let permit = tokio::time::timeout_at(deadline, state.gate.acquire())
         .await
+        .map_err(|_| timed_out())?
         .ok_or_else(|| ApiError::unavailable("shutting down").on(api))?;
     state.metrics.model_call();
     let mut request = relay
@@ -96,9 +97,9 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
     if let Some(key) = relay.key {
         request = request.bearer_auth(key);
     }
-    let response = tokio::time::timeout(timeout, request.send())
+    let response = tokio::time::timeout_at(deadline, request.send())
         .await
-        .map_err(|_| ApiError::timeout(timeout).on(api))?
+        .map_err(|_| timed_out())?
         .map_err(|err| {
             state.metrics.upstream_error();
             upstream_unreachable(&relay.url, &err).on(api)
@@ -118,11 +119,11 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
     }
     let stream = relay.stream;
     let body = if stream && status.is_success() {
-        relay_stream(Arc::clone(state), response, permit, timeout, api)
+        relay_stream(Arc::clone(state), response, permit, deadline, api)
     } else {
-        let bytes = tokio::time::timeout(timeout, response.bytes())
+        let bytes = tokio::time::timeout_at(deadline, response.bytes())
             .await
-            .map_err(|_| ApiError::timeout(timeout).on(api))?
+            .map_err(|_| timed_out())?
             .map_err(|err| upstream_unreachable(&relay.url, &err).on(api))?;
         drop(permit);
         let bytes = if status.is_success() {
@@ -182,17 +183,16 @@ fn count_and_mark(state: &AppState, api: Api, bytes: Bytes) -> Bytes {
     }
 }
 
-/// A relayed stream, chunk by chunk, holding its permit; past the deadline it ends with an
+/// A relayed stream, chunk by chunk, holding its permit; past the request's deadline it ends with an
 /// error record in the caller's API. The upstream's usage record (OpenAI's usage chunk,
 /// Ollama's final record) is counted in the metrics, and on the OpenAI API gets `usage.mars`.
 fn relay_stream(
     state: Arc<AppState>,
     response: reqwest::Response,
     permit: tokio::sync::OwnedSemaphorePermit,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
     api: Api,
 ) -> HttpBody {
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut chunks = response.bytes_stream();
     HttpBody::from_stream(async_stream::stream! {
         let _permit = permit;

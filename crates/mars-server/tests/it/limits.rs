@@ -175,3 +175,27 @@ async fn an_ollama_stream_keeps_alive_with_empty_records_and_cancels_on_close() 
         .await;
     assert!(all_dropped, "events: {:?}", h.fake.events());
 }
+
+#[tokio::test]
+async fn a_relay_waiting_for_a_permit_is_504_at_its_deadline() {
+    let h = Harness::with(|c| {
+        c.max_concurrency = 1;
+        c.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // The only permit is held: the relay waits for it until its deadline, not forever.
+    let _held = h.state.gate.acquire().await.unwrap();
+    for (path, model) in [
+        ("/v1/chat/completions", "gpt-fake"),
+        ("/api/chat", "llama3"),
+    ] {
+        let response = tokio::time::timeout(
+            Duration::from_secs(60),
+            h.post(path, chat(model, "hello", false)),
+        )
+        .await
+        .expect("the relay never gave up waiting for a permit");
+        assert_eq!(response.status(), 504, "{path}");
+    }
+    assert!(h.fake.chat_requests().is_empty());
+}

@@ -18,6 +18,8 @@ pub struct Harness {
     pub url: String,
     pub fake: Fake,
     pub client: reqwest::Client,
+    /// The server's state (its gate, to hold permits from a test).
+    pub state: std::sync::Arc<mars_server::core::AppState>,
 }
 
 impl Harness {
@@ -40,9 +42,15 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind(config.listen).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let app = App::new(config, upstreams);
+        let state = std::sync::Arc::clone(app.state());
         tokio::spawn(app.serve(listener, std::future::pending()));
         let client = reqwest::Client::builder().no_proxy().build().unwrap();
-        Harness { url, fake, client }
+        Harness {
+            url,
+            fake,
+            client,
+            state,
+        }
     }
 
     pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {

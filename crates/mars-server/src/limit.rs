@@ -28,17 +28,32 @@ impl Gate {
         }
     }
 
-    /// Waits for a permit, counted in the queue-depth gauge while waiting.
+    /// Waits for a permit, counted in the queue-depth gauge while waiting (a wait dropped
+    /// before it ends, by a timeout or a client that went away, leaves the gauge too).
     pub async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
-        self.metrics.add_queued(1);
-        let permit = Arc::clone(&self.permits).acquire_owned().await.ok();
-        self.metrics.add_queued(-1);
-        permit
+        let _queued = Queued::new(&self.metrics);
+        Arc::clone(&self.permits).acquire_owned().await.ok()
     }
 
     /// The metrics the gate's calls update.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+}
+
+/// One call in the queue-depth gauge while it lives.
+struct Queued<'a>(&'a Metrics);
+
+impl<'a> Queued<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.add_queued(1);
+        Queued(metrics)
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.add_queued(-1);
     }
 }
 
@@ -150,5 +165,24 @@ mod tests {
         assert_eq!(gate.permits.available_permits(), 1);
         client.complete("q").await.unwrap_err();
         assert!(metrics.render().contains("mars_upstream_errors_total 1"));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_wait_leaves_the_queue_gauge() {
+        let metrics = Arc::new(Metrics::default());
+        let gate = Gate::new(1, Arc::clone(&metrics));
+        let held = gate.acquire().await.unwrap();
+        {
+            let waiting = gate.acquire();
+            futures::pin_mut!(waiting);
+            assert!(futures::poll!(waiting.as_mut()).is_pending());
+            assert!(metrics.render().contains("mars_queue_depth 1"));
+        }
+        assert!(
+            metrics.render().contains("mars_queue_depth 0"),
+            "{}",
+            metrics.render()
+        );
+        drop(held);
     }
 }

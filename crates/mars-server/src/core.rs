@@ -255,26 +255,25 @@ fn owned_stream(runner: Box<dyn ModelClient>, request: ChatRequest) -> EventStre
     })
 }
 
-/// Drains every choice concurrently, within `timeout`. The summed usage covers every choice.
+/// Drains every choice concurrently, within `timeout`; the first failure ends the request and
+/// drops the other choices (their calls are cancelled). The summed usage covers every choice.
 pub async fn collect_all(
     started: Started,
     timeout: Duration,
 ) -> Result<(Vec<Completion>, Usage), ApiError> {
-    let all = futures::future::join_all(
+    let all = futures::future::try_join_all(
         started
             .choices
             .into_iter()
             .map(mars::client::collect_completion),
     );
-    let results = tokio::time::timeout(timeout, all)
+    let completions = tokio::time::timeout(timeout, all)
         .await
-        .map_err(|_| ApiError::timeout(timeout))?;
+        .map_err(|_| ApiError::timeout(timeout))?
+        .map_err(|err| ApiError::from_mars(&err))?;
     let mut usage = Usage::default();
-    let mut completions = Vec::with_capacity(results.len());
-    for result in results {
-        let completion = result.map_err(|err| ApiError::from_mars(&err))?;
+    for completion in &completions {
         usage.accumulate(&completion.usage);
-        completions.push(completion);
     }
     Ok((completions, usage))
 }
@@ -357,5 +356,27 @@ pub fn finish_name(reason: &mars::FinishReason) -> &str {
         mars::FinishReason::Length => "length",
         mars::FinishReason::Other(other) if other.is_empty() => "stop",
         mars::FinishReason::Other(other) => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_failed_choice_ends_the_request_without_waiting_for_the_others() {
+        let failed: EventStream<'static> =
+            Box::pin(futures::stream::iter([Err(mars::Error::Backend {
+                message: "boom".into(),
+            })]));
+        let endless: EventStream<'static> = Box::pin(futures::stream::pending());
+        let started = Started {
+            label: BASELINE.into(),
+            choices: vec![endless, failed],
+        };
+        let err = collect_all(started, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status, axum::http::StatusCode::BAD_GATEWAY, "{err:?}");
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mars::{ModelClient, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig};
+use mars::{HttpOptions, ModelClient, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -81,6 +81,16 @@ fn http_client(base: &str) -> Result<reqwest::Client, mars::Error> {
     })
 }
 
+/// The mars clients' HTTP options: no retries. The server's client decides about retries
+/// (told by `x-should-retry` and `Retry-After`); a retry here would wait while holding a
+/// concurrency permit.
+fn no_retries() -> HttpOptions {
+    HttpOptions {
+        max_retries: 0,
+        ..HttpOptions::default()
+    }
+}
+
 /// `--openai URL` with `/v1` added when the URL has no path.
 pub fn openai_base(url: &str) -> String {
     let url = url.trim_end_matches('/');
@@ -100,6 +110,7 @@ impl Upstream {
         let base = mars::backends::ollama::normalize_ollama_host(url);
         let client = OllamaClient::new(OllamaConfig {
             base_url: base.clone(),
+            http: no_retries(),
             ..OllamaConfig::new("unset")
         })?;
         let http = http_client(&base)?;
@@ -111,6 +122,7 @@ impl Upstream {
         let base = openai_base(url);
         let client = OpenAiClient::new(OpenAiConfig {
             api_key: key.clone(),
+            http: no_retries(),
             ..OpenAiConfig::new(base.clone(), "unset")
         })?;
         let http = http_client(&base)?;

@@ -315,6 +315,15 @@ async fn upstream_failures_keep_their_class() {
         .await;
     assert_eq!(response.status(), 429);
     assert!(!header(&response, "retry-after").is_empty());
+    // The server does not retry on the strategy path: the client decides.
+    let calls = h.fake.chat_requests();
+    let tried = |word: &str| {
+        calls
+            .iter()
+            .filter(|c| c.body.to_string().contains(word))
+            .count()
+    };
+    assert_eq!((tried("FAIL500"), tried("FAIL429")), (1, 1), "{calls:?}");
 }
 
 #[tokio::test]

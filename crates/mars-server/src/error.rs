@@ -139,7 +139,8 @@ impl ApiError {
     }
 
     /// Classifies a failure of the mars library (an upstream call, a strategy) by its innermost
-    /// cause: an upstream 429 stays 429, a timeout is 504, a missing model 404, the rest 502.
+    /// cause: an upstream 429 stays 429, an upstream 400/413/422 is 400 (with the upstream's
+    /// message), a timeout is 504, a missing model 404, the rest 502.
     pub fn from_mars(err: &mars::Error) -> Self {
         let message = err.to_string();
         match innermost(err) {
@@ -152,6 +153,13 @@ impl ApiError {
                 retry_after: Some(Duration::from_secs(1)),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
             },
+            // The upstream refused the request itself (bad input, too large): the caller's
+            // fault, with the upstream's words.
+            mars::Error::Http {
+                status: 400 | 413 | 422,
+                body,
+                ..
+            } => Self::bad_request(format!("the upstream refused the request: {body}")),
             mars::Error::ModelNotFound { .. } => Self::model_not_found(message),
             mars::Error::InvalidConfig { field, reason } => {
                 Self::bad_field(*field, format!("{field}: {reason}"))
@@ -247,6 +255,15 @@ mod tests {
         };
         assert_eq!(ApiError::from_mars(&wrapped).status, 429);
         assert_eq!(ApiError::from_mars(&http(500)).status, 502);
+        for refused in [400, 413, 422] {
+            let err = ApiError::from_mars(&mars::Error::StrategyCall {
+                strategy: "re2",
+                call: "answer".into(),
+                source: Box::new(http(refused)),
+            });
+            assert_eq!(err.status, 400, "{refused}");
+            assert!(err.message.contains("busy"), "{}", err.message);
+        }
         let timeout = mars::Error::Timeout {
             phase: mars::error::TimeoutPhase::FirstByte,
             after: Duration::from_secs(1),

@@ -75,7 +75,9 @@ pub struct Relay<'a> {
 }
 
 /// Relays a request without loss: the body is forwarded byte for byte, and the upstream's
-/// status, content type and body come back as they are (a streamed body chunk by chunk). The
+/// status, content type and body come back as they are (a streamed body chunk by chunk),
+/// except an upstream 5xx, 401 or 403, which is a 502 in the caller's error shape with the
+/// upstream's body in its message. The
 /// call holds a concurrency permit while its body streams; dropping the response closes the
 /// upstream connection. A non-streaming OpenAI answer gets `usage.mars`.
 pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, ApiError> {
@@ -107,6 +109,27 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
     let status = response.status();
     if !status.is_success() {
         state.metrics.upstream_error();
+    }
+    if status.is_server_error()
+        || status == StatusCode::UNAUTHORIZED
+        || status == StatusCode::FORBIDDEN
+    {
+        // The upstream's own failure (or its key, which is the server's): a 502 in the
+        // caller's shape, with what the upstream said.
+        drop(permit);
+        let text = tokio::time::timeout_at(deadline, response.bytes())
+            .await
+            .map_err(|_| timed_out())?
+            .unwrap_or_default();
+        let mut err = ApiError::from_mars(&mars::Error::Backend {
+            message: format!(
+                "the upstream {} answered {status}: {}",
+                relay.url,
+                String::from_utf8_lossy(&text)
+            ),
+        });
+        err.status = StatusCode::BAD_GATEWAY;
+        return Err(err.on(api));
     }
     let mut head = HeaderMap::new();
     for name in ["content-type", "retry-after"] {

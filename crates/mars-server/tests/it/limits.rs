@@ -199,3 +199,27 @@ async fn a_relay_waiting_for_a_permit_is_504_at_its_deadline() {
     }
     assert!(h.fake.chat_requests().is_empty());
 }
+
+#[tokio::test]
+async fn an_upstream_failure_on_a_relay_is_502_in_the_callers_shape() {
+    let h = Harness::start().await;
+    let response = h
+        .post("/v1/chat/completions", chat("gpt-fake", "FAIL500", false))
+        .await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(header(&response, "x-should-retry"), "false");
+    let err: Value = response.json().await.unwrap();
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("boom"),
+        "{err}"
+    );
+    let response = h.post("/api/chat", chat("llama3", "FAIL500", true)).await;
+    assert_eq!(response.status(), 502);
+    let err: Value = response.json().await.unwrap();
+    assert!(err["error"].as_str().unwrap().contains("boom"), "{err}");
+    // A 429 stays as it is.
+    let response = h
+        .post("/v1/chat/completions", chat("gpt-fake", "FAIL429", false))
+        .await;
+    assert_eq!(response.status(), 429);
+}

@@ -308,10 +308,21 @@ struct Shape {
 impl Shape {
     /// Appends the record of `event` to `out`; true when it was a failure (an error line was
     /// written and the stream must end).
-    fn event(&self, out: &mut Vec<u8>, event: mars::Result<StreamEvent>, start: Instant) -> bool {
+    /// Events after the final record are ignored (`finished` says whether it was written).
+    fn event(
+        &self,
+        out: &mut Vec<u8>,
+        event: mars::Result<StreamEvent>,
+        start: Instant,
+        finished: &mut bool,
+    ) -> bool {
+        if *finished {
+            return false;
+        }
         match event {
             Ok(StreamEvent::Delta(text)) => out.extend_from_slice(&self.delta(&text)),
             Ok(StreamEvent::Done(finish)) => {
+                *finished = true;
                 let reason = core::finish_name(&finish.reason);
                 let record = self.last("", reason, &finish.usage, start.elapsed());
                 out.extend_from_slice(format!("{record}\n").as_bytes());
@@ -370,8 +381,9 @@ impl Shape {
     }
 }
 
-/// The NDJSON body: one record per delta, an empty record as keep-alive, the final record;
-/// or a final `{"error": ...}` line on a failure.
+/// The NDJSON body: one record per delta, an empty record as keep-alive, the final record
+/// (once; a second finish is ignored); or a final `{"error": ...}` line on a failure or when
+/// the answer ended without finishing.
 fn ndjson(
     shape: Shape,
     mut ticker: Ticker,
@@ -380,13 +392,22 @@ fn ndjson(
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     async_stream::stream! {
         let mut pending = Some(first);
+        let mut finished = false;
         loop {
             let tick = match pending.take() {
                 Some(tick) => tick,
                 None => ticker.next().await,
             };
             let event = match tick {
-                Tick::End => break,
+                Tick::End => {
+                    if !finished {
+                        let err = ApiError::from_mars(&mars::Error::Backend {
+                            message: "the answer ended before it finished".into(),
+                        });
+                        yield Ok(respond::stream_error(Api::Ollama, &err));
+                    }
+                    break;
+                }
                 Tick::KeepAlive => {
                     yield Ok(Bytes::from(shape.delta("")));
                     continue;
@@ -399,10 +420,10 @@ fn ndjson(
                 Tick::Event(_, event) => event,
             };
             let mut out = Vec::new();
-            let mut failed = shape.event(&mut out, event, start);
+            let mut failed = shape.event(&mut out, event, start, &mut finished);
             while !failed && out.len() < core::COALESCE_BYTES {
                 let Some((_, event)) = ticker.ready() else { break };
-                failed = shape.event(&mut out, event, start);
+                failed = shape.event(&mut out, event, start, &mut finished);
             }
             yield Ok(Bytes::from(out));
             if failed {
@@ -518,4 +539,56 @@ fn generate_request(body: &Body) -> Result<ChatRequest, ApiError> {
         messages: vec![Message::user(fields::string(body, "prompt")?)],
         options: sampling(body)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use mars::EventStream;
+
+    fn done() -> mars::Result<StreamEvent> {
+        Ok(StreamEvent::Done(mars::Finish {
+            reason: mars::FinishReason::Stop,
+            usage: Usage::default(),
+        }))
+    }
+
+    async fn body(events: Vec<mars::Result<StreamEvent>>) -> Vec<Value> {
+        let stream: EventStream<'static> = Box::pin(futures::stream::iter(events));
+        let mut ticker = Ticker::new(
+            vec![stream],
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let first = ticker.next().await;
+        let shape = Shape {
+            model: "m".into(),
+            endpoint: Endpoint::Chat,
+        };
+        let chunks: Vec<_> = ndjson(shape, ticker, first, Instant::now()).collect().await;
+        chunks
+            .iter()
+            .flat_map(|c| {
+                let text = String::from_utf8(c.as_ref().unwrap().to_vec()).unwrap();
+                text.lines()
+                    .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_its_finish_ends_in_an_error_line() {
+        let records = body(vec![Ok(StreamEvent::Delta("a".into()))]).await;
+        let last = records.last().unwrap();
+        assert!(last["error"].is_string(), "{records:?}");
+    }
+
+    #[tokio::test]
+    async fn a_second_finish_is_ignored() {
+        let records = body(vec![Ok(StreamEvent::Delta("a".into())), done(), done()]).await;
+        assert_eq!(records.len(), 2, "{records:?}");
+        assert_eq!(records[1]["done"], true);
+    }
 }

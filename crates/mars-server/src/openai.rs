@@ -229,8 +229,9 @@ impl Reply {
 
 /// The SSE body: a role chunk before each choice's first text, its deltas, exactly one
 /// finish chunk per choice, the usage chunk when asked for, then `[DONE]`; keep-alive
-/// comments while nothing comes; an error event (and no `[DONE]`) on a failure. Events that
-/// are ready together go out in one chunk.
+/// comments while nothing comes; an error event (and no `[DONE]`) on a failure, or when a
+/// choice ended without finishing. A second finish of a choice is ignored. Events that are
+/// ready together go out in one chunk.
 fn sse(
     reply: Reply,
     mut ticker: Ticker,
@@ -239,7 +240,12 @@ fn sse(
     include_usage: bool,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     async_stream::stream! {
-        let mut writer = SseWriter { reply, opened: vec![false; choices], usage: Usage::default() };
+        let mut writer = SseWriter {
+            reply,
+            opened: vec![false; choices],
+            finished: vec![false; choices],
+            usage: Usage::default(),
+        };
         let mut pending = Some(first);
         loop {
             let tick = match pending.take() {
@@ -270,6 +276,13 @@ fn sse(
                 return;
             }
         }
+        if let Some(index) = writer.finished.iter().position(|done| !done) {
+            let err = ApiError::from_mars(&mars::Error::Backend {
+                message: format!("choice {index} ended before its answer finished"),
+            });
+            yield Ok(respond::stream_error(Api::OpenAi, &err));
+            return;
+        }
         if include_usage {
             let body = json!({
                 "id": writer.reply.id,
@@ -289,6 +302,8 @@ fn sse(
 struct SseWriter {
     reply: Reply,
     opened: Vec<bool>,
+    /// Which choices have had their finish chunk.
+    finished: Vec<bool>,
     usage: Usage,
 }
 
@@ -306,6 +321,10 @@ impl SseWriter {
                 return true;
             }
         };
+        if self.finished.get(index).copied().unwrap_or(true) {
+            // Nothing after a choice's finish (or for a choice that does not exist).
+            return false;
+        }
         if let Some(open) = self.opened.get_mut(index)
             && !*open
         {
@@ -325,6 +344,9 @@ impl SseWriter {
                 self.reply.chunk(out, index, delta, None);
             }
             StreamEvent::Done(finish) => {
+                if let Some(done) = self.finished.get_mut(index) {
+                    *done = true;
+                }
                 self.usage.accumulate(&finish.usage);
                 let reason = core::finish_name(&finish.reason);
                 self.reply.chunk(
@@ -512,5 +534,68 @@ pub async fn model(State(state): State<Arc<AppState>>, Path(model): Path<String>
             axum::Json(model_json(&model, owner)).into_response()
         }
         Err(err) => err.on(Api::OpenAi).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use mars::EventStream;
+    use std::time::Duration;
+
+    fn done() -> mars::Result<StreamEvent> {
+        Ok(StreamEvent::Done(mars::Finish {
+            reason: mars::FinishReason::Stop,
+            usage: Usage::default(),
+        }))
+    }
+
+    async fn body(choices: Vec<Vec<mars::Result<StreamEvent>>>) -> String {
+        let n = choices.len();
+        let streams: Vec<EventStream<'static>> = choices
+            .into_iter()
+            .map(|events| Box::pin(futures::stream::iter(events)) as EventStream<'static>)
+            .collect();
+        let mut ticker = Ticker::new(streams, Duration::from_secs(60), Duration::from_secs(60));
+        let first = ticker.next().await;
+        let reply = Reply {
+            id: "x".into(),
+            created: 0,
+            model: "m".into(),
+            label: "baseline".into(),
+        };
+        let chunks: Vec<_> = sse(reply, ticker, first, n, false).collect().await;
+        chunks
+            .into_iter()
+            .map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_choice_without_its_finish_ends_in_an_error_event() {
+        let text = body(vec![
+            vec![Ok(StreamEvent::Delta("a".into())), done()],
+            vec![Ok(StreamEvent::Delta("b".into()))],
+        ])
+        .await;
+        assert!(text.contains("choice 1 ended"), "{text}");
+        assert!(!text.contains("[DONE]"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_second_finish_is_ignored() {
+        let text = body(vec![vec![
+            Ok(StreamEvent::Delta("a".into())),
+            done(),
+            done(),
+        ]])
+        .await;
+        assert_eq!(
+            text.matches("\"finish_reason\":\"stop\"").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     }
 }

@@ -296,6 +296,7 @@ pub enum Tick {
 pub struct Ticker {
     merged: BoxStream<'static, (usize, mars::Result<StreamEvent>)>,
     deadline: Instant,
+    timeout: Duration,
     keep_alive: Duration,
 }
 
@@ -321,8 +322,14 @@ impl Ticker {
         Ticker {
             merged: futures::stream::select_all(tagged).boxed(),
             deadline: Instant::now() + timeout,
+            timeout,
             keep_alive,
         }
+    }
+
+    /// The error of a request that ran past its time limit.
+    pub fn timed_out(&self) -> ApiError {
+        ApiError::timeout(self.timeout)
     }
 
     /// An event that is ready now, without waiting: lets a response write several events in

@@ -413,8 +413,7 @@ fn ndjson(
                     continue;
                 }
                 Tick::TimedOut => {
-                    let err = ApiError::timeout(Duration::ZERO);
-                    yield Ok(respond::stream_error(Api::Ollama, &err));
+                    yield Ok(respond::stream_error(Api::Ollama, &ticker.timed_out()));
                     return;
                 }
                 Tick::Event(_, event) => event,

@@ -259,8 +259,7 @@ fn sse(
                     continue;
                 }
                 Tick::TimedOut => {
-                    let err = ApiError::timeout(std::time::Duration::ZERO);
-                    yield Ok(respond::stream_error(Api::OpenAi, &err));
+                    yield Ok(respond::stream_error(Api::OpenAi, &ticker.timed_out()));
                     return;
                 }
                 Tick::Event(index, event) => (index, event),

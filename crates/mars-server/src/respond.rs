@@ -142,7 +142,13 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
     }
     let stream = relay.stream;
     let body = if stream && status.is_success() {
-        relay_stream(Arc::clone(state), response, permit, deadline, api)
+        relay_stream(
+            Arc::clone(state),
+            response,
+            permit,
+            (deadline, timeout),
+            api,
+        )
     } else {
         let bytes = tokio::time::timeout_at(deadline, response.bytes())
             .await
@@ -213,7 +219,7 @@ fn relay_stream(
     state: Arc<AppState>,
     response: reqwest::Response,
     permit: tokio::sync::OwnedSemaphorePermit,
-    deadline: tokio::time::Instant,
+    (deadline, limit): (tokio::time::Instant, std::time::Duration),
     api: Api,
 ) -> HttpBody {
     let mut chunks = response.bytes_stream();
@@ -228,7 +234,7 @@ fn relay_stream(
                     break;
                 }
                 Err(_) => {
-                    yield Ok(error_record(api, "the request ran past the server's time limit"));
+                    yield Ok(stream_error(api, &ApiError::timeout(limit)));
                     break;
                 }
             }

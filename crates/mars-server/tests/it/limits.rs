@@ -223,3 +223,24 @@ async fn an_upstream_failure_on_a_relay_is_502_in_the_callers_shape() {
         .await;
     assert_eq!(response.status(), 429);
 }
+
+#[tokio::test]
+async fn a_stream_past_its_time_limit_names_the_limit() {
+    let h = Harness::with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    let response = h
+        .post("/v1/chat/completions", chat("re2-llama3", "HANG", true))
+        .await;
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("limit of 300ms"), "{text}");
+    for (path, model) in [
+        ("/api/chat", "re2-llama3"),
+        ("/api/chat", "llama3"),
+        ("/v1/chat/completions", "gpt-fake"),
+    ] {
+        let response = h.post(path, chat(model, "HANG", true)).await;
+        assert_eq!(response.status(), 200);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("limit of 300ms"), "{model}: {text}");
+    }
+}

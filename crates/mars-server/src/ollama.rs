@@ -232,6 +232,7 @@ async fn run(
                 key: None,
                 stream,
                 api: Api::Ollama,
+                model: plan.requested.clone(),
             },
         )
         .await;

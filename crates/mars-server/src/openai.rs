@@ -96,6 +96,7 @@ async fn chat(
                 key: key.or_else(|| own.clone()),
                 stream,
                 api: Api::OpenAi,
+                model: plan.requested.clone(),
             },
         )
         .await;

@@ -72,6 +72,8 @@ pub struct Relay<'a> {
     pub stream: bool,
     /// The caller's API, for errors.
     pub api: Api,
+    /// The model string as requested, echoed in the answer's `model`.
+    pub model: String,
 }
 
 /// Relays a request without loss: the body is forwarded byte for byte, and the upstream's
@@ -147,7 +149,7 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
             response,
             permit,
             (deadline, timeout),
-            api,
+            (api, relay.model),
         )
     } else {
         let bytes = tokio::time::timeout_at(deadline, response.bytes())
@@ -156,7 +158,7 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
             .map_err(|err| upstream_unreachable(&relay.url, &err).on(api))?;
         drop(permit);
         let bytes = if status.is_success() {
-            count_and_mark(state, api, bytes)
+            rewrite_record(state, api, &relay.model, bytes, true)
         } else {
             bytes
         };
@@ -181,54 +183,169 @@ fn upstream_unreachable(url: &str, err: &reqwest::Error) -> ApiError {
     api
 }
 
-/// Counts a relayed answer's tokens and, on the OpenAI API, adds `usage.mars`.
-fn count_and_mark(state: &AppState, api: Api, bytes: Bytes) -> Bytes {
-    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+/// A relayed record (a whole answer, or one record of a stream) with its `model` set to the
+/// requested string; a usage record (`usage`: a whole answer or the stream's usage record) is
+/// counted in the metrics and, on the OpenAI API, gets `usage.mars`. A record that is not a
+/// JSON object, or needs no change, is passed on as it is.
+fn rewrite_record(state: &AppState, api: Api, model: &str, bytes: Bytes, usage: bool) -> Bytes {
+    let Ok(serde_json::Value::Object(mut value)) = serde_json::from_slice(&bytes) else {
         return bytes;
     };
-    let (prompt, completion) = match api {
-        Api::OpenAi => ("/usage/prompt_tokens", "/usage/completion_tokens"),
-        Api::Ollama => ("/prompt_eval_count", "/eval_count"),
-    };
-    state.metrics.tokens(&mars::Usage {
-        prompt_tokens: value.pointer(prompt).and_then(serde_json::Value::as_u64),
-        completion_tokens: value
-            .pointer(completion)
-            .and_then(serde_json::Value::as_u64),
-        ..mars::Usage::default()
-    });
-    if api == Api::Ollama {
-        return bytes;
+    let mut changed = false;
+    if let Some(upstream) = value.get_mut("model")
+        && upstream.as_str() != Some(model)
+    {
+        *upstream = serde_json::Value::String(model.to_owned());
+        changed = true;
     }
-    match value.get_mut("usage") {
-        Some(serde_json::Value::Object(usage)) => {
+    if usage {
+        let (prompt, completion) = match api {
+            Api::OpenAi => ("/usage/prompt_tokens", "/usage/completion_tokens"),
+            Api::Ollama => ("/prompt_eval_count", "/eval_count"),
+        };
+        let record = serde_json::Value::Object(value);
+        state.metrics.tokens(&mars::Usage {
+            prompt_tokens: record.pointer(prompt).and_then(serde_json::Value::as_u64),
+            completion_tokens: record
+                .pointer(completion)
+                .and_then(serde_json::Value::as_u64),
+            ..mars::Usage::default()
+        });
+        let serde_json::Value::Object(record) = record else {
+            return bytes;
+        };
+        value = record;
+        if api == Api::OpenAi
+            && let Some(serde_json::Value::Object(usage)) = value.get_mut("usage")
+        {
             usage.insert(
                 "mars".into(),
                 serde_json::json!({"strategy": crate::core::BASELINE, "model_calls": 1}),
             );
-            serde_json::to_vec(&value).map_or(bytes, Bytes::from)
+            changed = true;
         }
-        _ => bytes,
+    }
+    if !changed {
+        return bytes;
+    }
+    serde_json::to_vec(&value).map_or(bytes, Bytes::from)
+}
+
+/// Most bytes of one line of a relayed stream.
+const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The lines of a relayed stream, rewritten one complete line at a time (a line split across
+/// chunks waits for its end).
+struct Lines {
+    api: Api,
+    model: String,
+    /// `"model":"<requested>"`: a record holding it needs no rewrite.
+    same_model: Vec<u8>,
+    partial: Vec<u8>,
+}
+
+impl Lines {
+    fn new(api: Api, model: String) -> Self {
+        let same_model = format!("\"model\":{}", serde_json::Value::String(model.clone()));
+        Lines {
+            api,
+            model,
+            same_model: same_model.into_bytes(),
+            partial: Vec::new(),
+        }
+    }
+
+    /// The complete lines of `chunk` (after what was left of the last one), rewritten;
+    /// `None` when a line grows past [`MAX_LINE_BYTES`].
+    fn push(&mut self, state: &AppState, chunk: &[u8]) -> Option<Bytes> {
+        let Some(end) = chunk.iter().rposition(|b| *b == b'\n') else {
+            self.partial.extend_from_slice(chunk);
+            return (self.partial.len() <= MAX_LINE_BYTES).then(Bytes::new);
+        };
+        let mut out = Vec::with_capacity(self.partial.len() + end + 1);
+        let mut whole = std::mem::take(&mut self.partial);
+        whole.extend_from_slice(&chunk[..=end]);
+        for line in whole.split_inclusive(|b| *b == b'\n') {
+            self.line(state, line, &mut out);
+        }
+        self.partial.extend_from_slice(&chunk[end + 1..]);
+        Some(Bytes::from(out))
+    }
+
+    /// What is left at the end of the stream.
+    fn finish(&mut self, state: &AppState) -> Bytes {
+        let rest = std::mem::take(&mut self.partial);
+        let mut out = Vec::with_capacity(rest.len());
+        self.line(state, &rest, &mut out);
+        Bytes::from(out)
+    }
+
+    fn line(&self, state: &AppState, line: &[u8], out: &mut Vec<u8>) {
+        let body = line.trim_ascii_end();
+        let ending = &line[body.len()..];
+        let (prefix, json) = match self.api {
+            Api::OpenAi => match body.strip_prefix(b"data:") {
+                Some(rest) => (&b"data: "[..], rest.trim_ascii_start()),
+                None => (&b""[..], &b""[..]),
+            },
+            Api::Ollama => (&b""[..], body),
+        };
+        let usage = has_usage(self.api, json);
+        let model_ok = !contains(json, b"\"model\"") || contains(json, &self.same_model);
+        if !json.starts_with(b"{") || (!usage && model_ok) {
+            out.extend_from_slice(line);
+            return;
+        }
+        let record = rewrite_record(
+            state,
+            self.api,
+            &self.model,
+            Bytes::copy_from_slice(json),
+            usage,
+        );
+        out.extend_from_slice(prefix);
+        out.extend_from_slice(&record);
+        out.extend_from_slice(ending);
     }
 }
 
-/// A relayed stream, chunk by chunk, holding its permit; past the request's deadline it ends with an
-/// error record in the caller's API. The upstream's usage record (OpenAI's usage chunk,
-/// Ollama's final record) is counted in the metrics, and on the OpenAI API gets `usage.mars`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A relayed stream, chunk by chunk, holding its permit; past the request's deadline it ends
+/// with an error record in the caller's API. Each record's `model` is the requested string;
+/// the upstream's usage record (OpenAI's usage chunk, Ollama's final record) is counted in the
+/// metrics, and on the OpenAI API gets `usage.mars`.
 fn relay_stream(
     state: Arc<AppState>,
     response: reqwest::Response,
     permit: tokio::sync::OwnedSemaphorePermit,
     (deadline, limit): (tokio::time::Instant, std::time::Duration),
-    api: Api,
+    (api, model): (Api, String),
 ) -> HttpBody {
     let mut chunks = response.bytes_stream();
+    let mut lines = Lines::new(api, model);
     HttpBody::from_stream(async_stream::stream! {
         let _permit = permit;
         loop {
             match tokio::time::timeout_at(deadline, chunks.next()).await {
-                Ok(Some(Ok(chunk))) => yield Ok::<Bytes, std::io::Error>(usage_lines(&state, api, chunk)),
-                Ok(None) => break,
+                Ok(Some(Ok(chunk))) => match lines.push(&state, &chunk) {
+                    Some(out) if out.is_empty() => {}
+                    Some(out) => yield Ok::<Bytes, std::io::Error>(out),
+                    None => {
+                        let message = format!("a line of the upstream's stream is over {MAX_LINE_BYTES} bytes");
+                        yield Ok(error_record(api, &message));
+                        break;
+                    }
+                },
+                Ok(None) => {
+                    let rest = lines.finish(&state);
+                    if !rest.is_empty() {
+                        yield Ok(rest);
+                    }
+                    break;
+                }
                 Ok(Some(Err(err))) => {
                     yield Ok(error_record(api, &format!("the upstream stream broke: {err}")));
                     break;
@@ -260,31 +377,6 @@ fn has_usage(api: Api, bytes: &[u8]) -> bool {
         }
     }
     false
-}
-
-/// `chunk` unchanged unless one of its lines is a usage record; such a line is counted and,
-/// on the OpenAI API, rewritten with `usage.mars`. (A record split across two chunks is
-/// passed on unchanged and uncounted.)
-fn usage_lines(state: &AppState, api: Api, chunk: Bytes) -> Bytes {
-    if !has_usage(api, &chunk) {
-        return chunk;
-    }
-    let mut out = Vec::with_capacity(chunk.len() + 64);
-    for line in chunk.split_inclusive(|b| *b == b'\n') {
-        if !has_usage(api, line) {
-            out.extend_from_slice(line);
-            continue;
-        }
-        let (prefix, json) = match api {
-            Api::OpenAi => (&b"data: "[..], line.strip_prefix(b"data: ").unwrap_or(line)),
-            Api::Ollama => (&b""[..], line),
-        };
-        let marked = count_and_mark(state, api, Bytes::copy_from_slice(json.trim_ascii_end()));
-        out.extend_from_slice(prefix);
-        out.extend_from_slice(&marked);
-        out.extend_from_slice(&line[line.trim_ascii_end().len()..]);
-    }
-    Bytes::from(out)
 }
 
 /// An error record in a stream: an SSE `data:` event (OpenAI) or a final NDJSON line (Ollama).
@@ -336,5 +428,50 @@ mod tests {
             br#"{"done": true, "eval_count": 4}"#
         ));
         assert!(!has_usage(Api::Ollama, br#"{"done":false}"#));
+    }
+
+    fn state() -> AppState {
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        AppState {
+            config: crate::ServerConfig::default(),
+            upstreams: crate::upstream::Upstreams::new(Vec::new()),
+            gate: std::sync::Arc::new(crate::limit::Gate::new(1, std::sync::Arc::clone(&metrics))),
+            metrics,
+            servable: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stream_lines_are_rewritten_whole_even_when_split_across_chunks() {
+        let state = state();
+        let mut lines = Lines::new(Api::OpenAi, "asked".into());
+        let mut out = Vec::new();
+        let chunks: [&[u8]; 4] = [
+            b"data:{\"model\":\"real\",\"choices\":[]}\n\ndata: {\"model\":",
+            b"\"real\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,",
+            b"\"completion_tokens\":4}}\n\n: comment\n\n",
+            b"data: [DONE]\n\n",
+        ];
+        for chunk in chunks {
+            out.extend_from_slice(&lines.push(&state, chunk).unwrap());
+        }
+        out.extend_from_slice(&lines.finish(&state));
+        let text = String::from_utf8(out).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 2, "{text}");
+        assert!(records.iter().all(|r| r["model"] == "asked"), "{text}");
+        assert_eq!(records[1]["usage"]["mars"]["model_calls"], 1, "{text}");
+        assert!(text.contains(": comment\n\ndata: [DONE]\n\n"), "{text}");
+        assert!(!text.contains("data: data:"), "{text}");
+        let metrics = state.metrics.render();
+        assert!(
+            metrics.contains("mars_tokens_total{kind=\"completion\"} 4"),
+            "{metrics}"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! `completion_tokens` = 4. Words in the last user message steer it: `HANG` sends one token
 //! and then waits until the client goes away; `SLOW` waits 20 ms before each token; `FAIL500`
 //! and `FAIL429` answer that status; `MIDFAIL` sends two tokens and then an error record.
+//! Answers name the resolved model (`:latest` added on Ollama, a dated snapshot on OpenAI).
 //! It records every request, each call's start and how it ended (`done` or `dropped`), and
 //! the most calls it had in flight at once.
 
@@ -268,7 +269,14 @@ async fn answer(
         )
             .into_response();
     }
+    // Answers name the model as the upstream resolves it: Ollama adds `:latest` to a name
+    // without a tag, the OpenAI server names a dated snapshot.
     let model = body["model"].as_str().unwrap_or("").to_owned();
+    let model = match wire {
+        Wire::OpenAi => format!("{model}-2026-01-01"),
+        _ if !model.contains(':') => format!("{model}:latest"),
+        _ => model,
+    };
     let stream = match wire {
         Wire::OpenAi => body["stream"].as_bool().unwrap_or(false),
         _ => body["stream"].as_bool().unwrap_or(true),

@@ -244,3 +244,27 @@ async fn a_stream_past_its_time_limit_names_the_limit() {
         assert!(text.contains("limit of 300ms"), "{model}: {text}");
     }
 }
+
+#[tokio::test]
+async fn a_relayed_answer_echoes_the_requested_model() {
+    let h = Harness::start().await;
+    for (path, model) in [
+        ("/v1/chat/completions", "gpt-fake"),
+        ("/api/chat", "llama3"),
+    ] {
+        let response = h.post(path, chat(model, "hello", false)).await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["model"], model, "{body}");
+        let response = h.post(path, chat(model, "hello", true)).await;
+        let text = response.text().await.unwrap();
+        let records: Vec<Value> = text
+            .lines()
+            .map(|l| l.strip_prefix("data: ").unwrap_or(l))
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(records.len() >= 4, "{text}");
+        assert!(records.iter().all(|r| r["model"] == model), "{text}");
+    }
+}

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use futures::StreamExt;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -249,16 +250,16 @@ async fn observe(
     response
 }
 
-/// `Authorization: Bearer <--api-key>`, compared in constant time.
+/// `Authorization: Bearer <--api-key>` (the scheme in any case), compared in constant time:
+/// the SHA-256 digests of both are compared, so neither the key nor its length leaks.
 async fn auth(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     if let Some(key) = &state.config.api_key {
-        let given = request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let ok: bool = given.as_bytes().ct_eq(key.as_bytes()).into();
+        let given = crate::respond::bearer(request.headers()).unwrap_or("");
+        let given = Sha256::digest(given.as_bytes());
+        let ok: bool = given
+            .as_slice()
+            .ct_eq(Sha256::digest(key.as_bytes()).as_slice())
+            .into();
         if !ok {
             return ApiError::unauthorized()
                 .on(api_of(request.uri().path()))

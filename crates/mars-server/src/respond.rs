@@ -50,11 +50,16 @@ pub fn forwarded_key(state: &AppState, headers: &HeaderMap) -> Option<String> {
     if !state.config.forward_key {
         return None;
     }
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned)
+    bearer(headers).map(str::to_owned)
+}
+
+/// The token of an `Authorization: Bearer <token>` header, the scheme in any case.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 /// What a relay sends: the upstream's URL, the request's bytes unchanged and its key.

@@ -362,6 +362,22 @@ async fn auth_guards_every_route_but_health() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    for (header, status) in [
+        ("bearer sekrit", 200),
+        ("BEARER sekrit", 200),
+        ("Bearer sekri", 401),
+        ("Bearer sekrit2", 401),
+        ("sekrit", 401),
+    ] {
+        let response = h
+            .client
+            .get(format!("{}/api/tags", h.url))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{header}");
+    }
     let relayed = h
         .client
         .post(format!("{}/v1/chat/completions", h.url))

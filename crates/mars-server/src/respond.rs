@@ -12,6 +12,7 @@ use futures::StreamExt;
 use crate::core::AppState;
 use crate::error::{Api, ApiError};
 use crate::fields::{self, Body};
+use crate::upstream::{MAX_ANSWER_BYTES, read_capped};
 
 /// The id of a request: the client's `X-Request-Id` when it sent one, else the server's.
 #[derive(Debug, Clone)]
@@ -124,16 +125,11 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
         // The upstream's own failure (or its key, which is the server's): a 502 in the
         // caller's shape, with what the upstream said.
         drop(permit);
-        let text = tokio::time::timeout_at(deadline, response.bytes())
+        let text = tokio::time::timeout_at(deadline, crate::upstream::error_text(response))
             .await
-            .map_err(|_| timed_out())?
-            .unwrap_or_default();
+            .map_err(|_| timed_out())?;
         let mut err = ApiError::from_mars(&mars::Error::Backend {
-            message: format!(
-                "the upstream {} answered {status}: {}",
-                relay.url,
-                String::from_utf8_lossy(&text)
-            ),
+            message: format!("the upstream {} answered {status}: {text}", relay.url),
         });
         err.status = StatusCode::BAD_GATEWAY;
         return Err(err.on(api));
@@ -157,11 +153,24 @@ pub async fn relay(state: &Arc<AppState>, relay: Relay<'_>) -> Result<Response, 
             (api, relay.model),
         )
     } else {
-        let bytes = tokio::time::timeout_at(deadline, response.bytes())
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|err| upstream_unreachable(&relay.url, &err).on(api))?;
+        let (bytes, more) =
+            tokio::time::timeout_at(deadline, read_capped(response, MAX_ANSWER_BYTES))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(|err| upstream_unreachable(&relay.url, &err).on(api))?;
         drop(permit);
+        if more {
+            state.metrics.upstream_error();
+            let mut err = ApiError::from_mars(&mars::Error::Backend {
+                message: format!(
+                    "the upstream {} answered more than {MAX_ANSWER_BYTES} bytes",
+                    relay.url
+                ),
+            });
+            err.status = StatusCode::BAD_GATEWAY;
+            return Err(err.on(api));
+        }
+        let bytes = Bytes::from(bytes);
         let bytes = if status.is_success() {
             rewrite_record(state, api, &relay.model, bytes, true)
         } else {

@@ -209,6 +209,39 @@ impl Upstream {
 /// Longest wait for an upstream's model list: the lists are fetched while requests wait.
 const LIST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most bytes of an upstream's answer read whole (a non-streamed answer, a model list).
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// Most bytes of an upstream's error text kept.
+pub const MAX_ERROR_BYTES: usize = 64 * 1024;
+
+/// At most `cap` bytes of `response`'s body, and whether there was more (the rest is not read).
+pub async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = cap - out.len();
+        if chunk.len() > room {
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out, true));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, false))
+}
+
+/// The error text of an upstream's answer, at most [`MAX_ERROR_BYTES`].
+pub async fn error_text(response: reqwest::Response) -> String {
+    match read_capped(response, MAX_ERROR_BYTES).await {
+        Ok((bytes, more)) => {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if more { text + " [...]" } else { text }
+        }
+        Err(err) => format!("(the error's body could not be read: {err})"),
+    }
+}
+
 async fn get_json(request: reqwest::RequestBuilder, url: &str) -> Result<Value, mars::Error> {
     let request = request.timeout(LIST_TIMEOUT);
     let response = request.send().await.map_err(|err| mars::Error::Connect {
@@ -218,17 +251,25 @@ async fn get_json(request: reqwest::RequestBuilder, url: &str) -> Result<Value, 
     })?;
     let status = response.status();
     if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
         return Err(mars::Error::Http {
             status: status.as_u16(),
-            body,
+            body: error_text(response).await,
             url: url.to_owned(),
         });
     }
-    response.json().await.map_err(|err| mars::Error::Transport {
+    let transport = |err: Box<dyn std::error::Error + Send + Sync>| mars::Error::Transport {
         url: url.to_owned(),
-        source: Box::new(err),
-    })
+        source: err,
+    };
+    let (bytes, more) = read_capped(response, MAX_ANSWER_BYTES)
+        .await
+        .map_err(|err| transport(Box::new(err)))?;
+    if more {
+        return Err(mars::Error::Backend {
+            message: format!("{url} answered more than {MAX_ANSWER_BYTES} bytes"),
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|err| transport(Box::new(err)))
 }
 
 /// An `/api/tags` record for a model that Ollama does not describe.

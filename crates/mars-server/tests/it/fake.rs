@@ -5,7 +5,8 @@
 //! `prompt_tokens` = the number of whitespace-separated words of its messages and
 //! `completion_tokens` = 4. Words in the last user message steer it: `HANG` sends one token
 //! and then waits until the client goes away; `SLOW` waits 20 ms before each token; `FAIL500`
-//! and `FAIL429` answer that status; `MIDFAIL` sends two tokens and then an error record.
+//! and `FAIL429` answer that status; `HUGE` answers 17 MiB of text (not streamed); `MIDFAIL`
+//! sends two tokens and then an error record.
 //! Answers name the resolved model (`:latest` added on Ollama, a dated snapshot on OpenAI).
 //! It records every request, each call's start and how it ended (`done` or `dropped`), and
 //! the most calls it had in flight at once.
@@ -284,7 +285,11 @@ async fn answer(
     let prompt_tokens = words(&body);
     let mut guard = CallGuard::new(&log);
     if !stream {
-        let text: String = TOKENS.concat();
+        let text: String = if prompt.contains("HUGE") {
+            "x".repeat(17 * 1024 * 1024)
+        } else {
+            TOKENS.concat()
+        };
         guard.finished = true;
         drop(guard);
         let value = match wire {

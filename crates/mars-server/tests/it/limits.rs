@@ -268,3 +268,19 @@ async fn a_relayed_answer_echoes_the_requested_model() {
         assert!(records.iter().all(|r| r["model"] == model), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_relayed_answer_over_the_cap_is_502() {
+    let h = Harness::start().await;
+    for path in ["/v1/chat/completions", "/api/chat"] {
+        let model = if path == "/api/chat" {
+            "llama3"
+        } else {
+            "gpt-fake"
+        };
+        let response = h.post(path, chat(model, "HUGE", false)).await;
+        assert_eq!(response.status(), 502, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains("more than 16777216 bytes"), "{text}");
+    }
+}

@@ -25,13 +25,25 @@ impl Strategies {
     }
 }
 
-/// Parses `a&b|c` into specs. An unknown stage, a `_verifier` stage or an empty alternative is
-/// a 400 naming `field` and the stage; the message lists the valid names.
+/// Most stages in one request, over every alternative (`a&b|c` has three): keeps the work of
+/// a request, and the labels in `/metrics`, bounded.
+pub const MAX_STAGES: usize = 8;
+
+/// Parses `a&b|c` into specs. An unknown stage, a `_verifier` stage, an empty alternative or
+/// more than [`MAX_STAGES`] stages is a 400 naming `field` (and the stage); the message lists
+/// the valid names.
 pub fn parse_strategies(
     text: &str,
     field: &str,
     servable: &[StrategyName],
 ) -> Result<Strategies, ApiError> {
+    let stages = text.split(['|', '&']).count();
+    if stages > MAX_STAGES {
+        return Err(ApiError::bad_field(
+            field,
+            format!("{stages} strategy stages; at most {MAX_STAGES} are served in one request"),
+        ));
+    }
     let mut alternatives = Vec::new();
     for alternative in text.split('|') {
         let alternative = alternative.trim();
@@ -177,6 +189,12 @@ mod tests {
         );
         let err = parse_strategies("bon|", "model", &all()).unwrap_err();
         assert!(err.message.contains("empty"), "{}", err.message);
+        assert!(parse_strategies(&["re2"; 8].join("&"), "model", &all()).is_ok());
+        let err = parse_strategies(&["re2"; 5].join("&|"), "model", &all()).unwrap_err();
+        assert!(err.message.contains("9 strategy stages"), "{}", err.message);
+        let err = parse_strategies(&["re2"; 9].join("|"), "model", &all()).unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("model"));
+        assert!(err.message.contains("at most 8"), "{}", err.message);
     }
 
     #[test]

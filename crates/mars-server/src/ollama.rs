@@ -57,7 +57,9 @@ pub async fn ps(State(state): State<Arc<AppState>>) -> Response {
             Upstream::Ollama { base, http, .. } => {
                 let url = format!("{base}/api/ps");
                 if let Ok(response) = http.get(&url).send().await
-                    && let Ok(body) = response.json::<Value>().await
+                    && let Ok((bytes, false)) =
+                        upstream::read_capped(response, upstream::MAX_ANSWER_BYTES).await
+                    && let Ok(body) = serde_json::from_slice::<Value>(&bytes)
                     && let Some(list) = body.get("models").and_then(Value::as_array)
                 {
                     models.extend(list.iter().cloned());
@@ -108,11 +110,10 @@ async fn show_inner(
             .await
             .and_then(reqwest::Response::error_for_status);
         if let Ok(response) = upstream
-            && let Ok(mut value) = response.json::<Value>().await
+            && let Ok((bytes, false)) =
+                upstream::read_capped(response, upstream::MAX_ANSWER_BYTES).await
+            && let Some(value) = with_capabilities(serde_json::from_slice(&bytes).ok())
         {
-            if value.get("capabilities").is_none() {
-                value["capabilities"] = json!(["completion"]);
-            }
             return Ok(axum::Json(value).into_response());
         }
     }
@@ -132,6 +133,18 @@ async fn show_inner(
         "modified_at": "1970-01-01T00:00:00Z",
     }))
     .into_response())
+}
+
+/// The upstream's `/api/show` answer with `capabilities` added when it has none; `None` when
+/// the answer is not a JSON object (the server then answers from the model list).
+fn with_capabilities(value: Option<Value>) -> Option<Value> {
+    let Some(Value::Object(mut value)) = value else {
+        return None;
+    };
+    value
+        .entry("capabilities")
+        .or_insert_with(|| json!(["completion"]));
+    Some(Value::Object(value))
 }
 
 /// Which endpoint: the two differ in their input and in how a record carries text.
@@ -190,29 +203,22 @@ async fn run(
     let mut plan = state.plan(&body).await?;
     let stream = fields::opt_bool(&body, "stream")?.unwrap_or(true);
     let keep_alive = keep_alive(&body)?;
-    if endpoint == Endpoint::Chat
-        && !matches!(fields::present(&body, "messages"), Some(Value::Array(m)) if !m.is_empty())
-    {
-        return Err(ApiError::bad_field(
-            "messages",
-            "`messages` must be a non-empty array",
-        ));
-    }
-    if endpoint == Endpoint::Generate
-        && fields::opt_string(&body, "prompt")?
+    // Ollama's way to load a model: no messages (or an empty prompt) answers at once.
+    let load = match endpoint {
+        Endpoint::Chat => match fields::present(&body, "messages") {
+            None => true,
+            Some(Value::Array(messages)) => messages.is_empty(),
+            Some(_) => {
+                return Err(ApiError::bad_field(
+                    "messages",
+                    "`messages` must be an array",
+                ));
+            }
+        },
+        Endpoint::Generate => fields::opt_string(&body, "prompt")?
             .unwrap_or_default()
-            .is_empty()
-    {
-        // Ollama's way to load a model: an empty prompt answers at once.
-        return Ok(axum::Json(json!({
-            "model": plan.requested,
-            "created_at": upstream::rfc3339_now(),
-            "response": "",
-            "done": true,
-            "done_reason": "load",
-        }))
-        .into_response());
-    }
+            .is_empty(),
+    };
     // `options` are checked on every path, a relay's included (it forwards them as sent).
     sampling(&body)?;
     if plan.strategies.is_none()
@@ -236,6 +242,20 @@ async fn run(
             },
         )
         .await;
+    }
+    if load {
+        // Relayed to an Ollama upstream above (which loads the model); answered here otherwise.
+        let mut record = json!({
+            "model": plan.requested,
+            "created_at": upstream::rfc3339_now(),
+            "done": true,
+            "done_reason": "load",
+        });
+        match endpoint {
+            Endpoint::Chat => record["message"] = json!({"role": "assistant", "content": ""}),
+            Endpoint::Generate => record["response"] = json!(""),
+        }
+        return Ok(axum::Json(record).into_response());
     }
     let why = if plan.strategies.is_some() {
         "by a strategy"
@@ -576,6 +596,21 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    #[test]
+    fn show_answers_that_are_not_objects_are_not_used() {
+        assert_eq!(with_capabilities(Some(json!([1, 2]))), None);
+        assert_eq!(with_capabilities(Some(json!("x"))), None);
+        assert_eq!(with_capabilities(None), None);
+        assert_eq!(
+            with_capabilities(Some(json!({"capabilities": ["vision"]}))),
+            Some(json!({"capabilities": ["vision"]}))
+        );
+        assert_eq!(
+            with_capabilities(Some(json!({}))),
+            Some(json!({"capabilities": ["completion"]}))
+        );
     }
 
     #[tokio::test]

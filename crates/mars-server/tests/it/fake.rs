@@ -6,7 +6,8 @@
 //! `completion_tokens` = 4. Words in the last user message steer it: `HANG` sends one token
 //! and then waits until the client goes away; `SLOW` waits 20 ms before each token; `FAIL500`
 //! and `FAIL429` answer that status; `HUGE` answers 17 MiB of text (not streamed); `MIDFAIL`
-//! sends two tokens and then an error record.
+//! sends two tokens and then an error record. An Ollama chat without messages (or a generate
+//! with an empty prompt) is a model load, as in Ollama.
 //! Answers name the resolved model (`:latest` added on Ollama, a dated snapshot on OpenAI).
 //! It records every request, each call's start and how it ended (`done` or `dropped`), and
 //! the most calls it had in flight at once.
@@ -259,6 +260,20 @@ async fn answer(
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     record(&log, path, &body, &headers);
     let prompt = last_user(&body);
+    let no_messages = body["messages"].as_array().is_none_or(Vec::is_empty);
+    let load = match wire {
+        Wire::OllamaChat => no_messages,
+        Wire::OllamaGenerate => prompt.is_empty(),
+        Wire::OpenAi => false,
+    };
+    if load {
+        // As Ollama: a model load, answered at once in one record.
+        return axum::Json(
+            json!({"model": body["model"], "created_at": "2026-01-01T00:00:00Z",
+            "done": true, "done_reason": "load"}),
+        )
+        .into_response();
+    }
     if prompt.contains("FAIL500") {
         return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
     }

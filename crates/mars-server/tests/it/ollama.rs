@@ -191,3 +191,33 @@ async fn errors_take_ollamas_shape() {
             .contains("fake failure")
     );
 }
+
+#[tokio::test]
+async fn a_chat_without_messages_is_a_model_load() {
+    let h = Harness::start().await;
+    for body in [
+        json!({"model": "re2-llama3", "messages": []}),
+        json!({"model": "gpt-fake"}),
+    ] {
+        let response = h.post("/api/chat", body.clone()).await;
+        assert_eq!(response.status(), 200, "{body}");
+        let record: Value = response.json().await.unwrap();
+        assert_eq!(record["done_reason"], "load", "{record}");
+        assert_eq!(record["done"], true);
+        assert_eq!(record["model"], body["model"]);
+        assert_eq!(record["message"]["content"], "");
+    }
+    assert!(h.fake.chat_requests().is_empty());
+    // On an Ollama model without a strategy it is relayed: the upstream loads the model.
+    let response = h
+        .post("/api/chat", json!({"model": "llama3", "messages": []}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(h.fake.chat_requests().len(), 1);
+    let record: Value = response.json().await.unwrap();
+    assert_eq!(record["done_reason"], "load");
+    let response = h
+        .post("/api/chat", json!({"model": "llama3", "messages": "hi"}))
+        .await;
+    assert_eq!(response.status(), 400);
+}

@@ -339,11 +339,20 @@ impl Ticker {
         self.merged.next().now_or_never().flatten()
     }
 
+    /// The first thing to send, waited for at most [`FIRST_WAIT`] (and the keep-alive
+    /// interval): a failure that comes at once still gets its HTTP status, and otherwise the
+    /// response's headers go out without waiting for a whole keep-alive interval.
+    pub async fn first(&mut self) -> Tick {
+        self.within(self.keep_alive.min(FIRST_WAIT)).await
+    }
+
     /// The next thing to send.
     pub async fn next(&mut self) -> Tick {
-        let wait = self
-            .keep_alive
-            .min(self.deadline.saturating_duration_since(Instant::now()));
+        self.within(self.keep_alive).await
+    }
+
+    async fn within(&mut self, wait: Duration) -> Tick {
+        let wait = wait.min(self.deadline.saturating_duration_since(Instant::now()));
         match tokio::time::timeout(wait, self.merged.next()).await {
             Ok(Some((i, event))) => Tick::Event(i, event),
             Ok(None) => Tick::End,
@@ -352,6 +361,9 @@ impl Ticker {
         }
     }
 }
+
+/// Longest a streaming response waits for its first event before sending its headers.
+pub const FIRST_WAIT: Duration = Duration::from_secs(1);
 
 /// Most bytes a response coalesces from events that are ready at once.
 pub const COALESCE_BYTES: usize = 64 * 1024;

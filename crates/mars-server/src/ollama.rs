@@ -304,7 +304,8 @@ async fn run(
         state.config.request_timeout,
         state.config.keep_alive,
     );
-    let first = ticker.next().await;
+    // As on the OpenAI route: a failure that comes at once keeps its HTTP status.
+    let first = ticker.first().await;
     match &first {
         Tick::Event(_, Err(err)) => return Err(ApiError::from_mars(err)),
         Tick::TimedOut => return Err(ApiError::timeout(state.config.request_timeout)),

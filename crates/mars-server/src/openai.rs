@@ -153,9 +153,9 @@ async fn chat(
         state.config.request_timeout,
         state.config.keep_alive,
     );
-    // Wait for the first event (up to one keep-alive interval) so that a request that fails
-    // before any text still gets its HTTP status.
-    let first = ticker.next().await;
+    // Wait for the first event (up to a second) so that a request that fails at once still
+    // gets its HTTP status; the headers then go out with a keep-alive.
+    let first = ticker.first().await;
     match &first {
         Tick::Event(_, Err(err)) => return Err(ApiError::from_mars(err)),
         Tick::TimedOut => return Err(ApiError::timeout(state.config.request_timeout)),

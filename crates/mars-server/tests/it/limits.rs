@@ -284,3 +284,20 @@ async fn a_relayed_answer_over_the_cap_is_502() {
         assert!(text.contains("more than 16777216 bytes"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn a_stream_sends_its_headers_before_the_first_keep_alive_interval() {
+    let h = Harness::with(|c| c.keep_alive = Duration::from_secs(3600)).await;
+    // MoA's proposals hang: no event comes, yet the headers do, with a keep-alive.
+    for path in ["/v1/chat/completions", "/api/chat"] {
+        let mut response = tokio::time::timeout(
+            Duration::from_secs(60),
+            h.post(path, chat("moa-llama3", "HANG", true)),
+        )
+        .await
+        .expect("the headers waited for a keep-alive interval");
+        assert_eq!(response.status(), 200);
+        let first = response.chunk().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+    }
+}

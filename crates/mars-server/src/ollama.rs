@@ -155,8 +155,21 @@ enum Endpoint {
 }
 
 /// Fields that a strategy (or a translation to another wire) cannot honour.
-const UNMODELLED_CHAT: &[&str] = &["format", "tools"];
-const UNMODELLED_GENERATE: &[&str] = &["format", "suffix", "images", "raw", "template", "context"];
+const UNMODELLED_CHAT: &[&str] = &["format", "tools", "think"];
+const UNMODELLED_GENERATE: &[&str] = &[
+    "format", "suffix", "images", "raw", "template", "context", "think",
+];
+
+/// The `options` a strategy honours (mapped to mars's sampling options); any other is a 400
+/// on a request that is not relayed.
+const MAPPED_OPTIONS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "top_k",
+    "seed",
+    "num_predict",
+    "stop",
+];
 
 /// `POST /api/chat`.
 pub async fn chat(
@@ -267,6 +280,7 @@ async fn run(
         Endpoint::Generate => (UNMODELLED_GENERATE, generate_request(&body)?),
     };
     fields::refuse_unmodelled(&body, unmodelled, why)?;
+    refuse_unmapped_options(&body, why)?;
     state.apply_tag(&mut plan, &mut request)?;
     if plan
         .strategies
@@ -467,8 +481,30 @@ fn keep_alive(body: &Body) -> Result<Option<String>, ApiError> {
     }
 }
 
-/// Ollama's `options` mapped to mars's sampling options (others are left to the upstream's
-/// defaults).
+/// 400 naming `options.<key>` for an option other than [`MAPPED_OPTIONS`] (a null one asks
+/// for nothing).
+fn refuse_unmapped_options(body: &Body, why: &str) -> Result<(), ApiError> {
+    let Some(options) = fields::opt_object(body, "options")? else {
+        return Ok(());
+    };
+    match options
+        .iter()
+        .find(|(key, value)| !value.is_null() && !MAPPED_OPTIONS.contains(&key.as_str()))
+    {
+        Some((key, _)) => Err(ApiError::bad_field(
+            format!("options.{key}"),
+            format!(
+                "`options.{key}` cannot be honoured {why} (it honours {}); send it without a \
+                 strategy",
+                MAPPED_OPTIONS.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Ollama's `options` mapped to mars's sampling options (others are refused on requests that
+/// are not relayed: [`refuse_unmapped_options`]).
 fn sampling(body: &Body) -> Result<SamplingOptions, ApiError> {
     let Some(options) = fields::opt_object(body, "options")? else {
         return Ok(SamplingOptions::default());

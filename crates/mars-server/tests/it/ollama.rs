@@ -221,3 +221,40 @@ async fn a_chat_without_messages_is_a_model_load() {
         .await;
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test]
+async fn options_a_strategy_cannot_honour_are_a_400_and_relays_keep_them() {
+    let h = Harness::start().await;
+    let ask = |model: &str, extra: Value| {
+        let mut body = json!({"model": model, "stream": false,
+                              "messages": [{"role": "user", "content": "q"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    for (extra, field) in [
+        (json!({"options": {"num_ctx": 4096}}), "options.num_ctx"),
+        (
+            json!({"options": {"temperature": 0.1, "repeat_penalty": 1.1}}),
+            "options.repeat_penalty",
+        ),
+        (json!({"think": true}), "think"),
+    ] {
+        let response = h.post("/api/chat", ask("re2-llama3", extra.clone())).await;
+        assert_eq!(response.status(), 400, "{extra}");
+        let err: Value = response.json().await.unwrap();
+        assert!(err["error"].as_str().unwrap().contains(field), "{err}");
+    }
+    assert!(h.fake.chat_requests().is_empty());
+    let mapped = json!({"options": {"temperature": 0.1, "num_predict": 8, "stop": null}});
+    let response = h.post("/api/chat", ask("re2-llama3", mapped)).await;
+    assert_eq!(response.status(), 200);
+    let relayed = json!({"options": {"num_ctx": 4096, "min_p": 0.05}, "think": true});
+    let response = h.post("/api/chat", ask("llama3", relayed)).await;
+    assert_eq!(response.status(), 200);
+    let calls = h.fake.chat_requests();
+    let last = &calls.last().unwrap().body;
+    assert_eq!(last["options"]["num_ctx"], 4096);
+    assert_eq!(last["think"], true);
+}

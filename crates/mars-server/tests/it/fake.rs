@@ -5,9 +5,10 @@
 //! `prompt_tokens` = the number of whitespace-separated words of its messages and
 //! `completion_tokens` = 4. Words in the last user message steer it: `HANG` sends one token
 //! and then waits until the client goes away; `SLOW` waits 20 ms before each token; `FAIL500`
-//! and `FAIL429` answer that status; `HUGE` answers 17 MiB of text (not streamed); `MIDFAIL`
-//! sends two tokens and then an error record. An Ollama chat without messages (or a generate
-//! with an empty prompt) is a model load, as in Ollama.
+//! and `FAIL429` answer that status; `HUGE` answers 17 MiB of text (not streamed); `LATE` (not
+//! streamed) sends its head after 200 ms and its body 200 ms later; `MIDFAIL` sends two tokens
+//! and then an error record. An Ollama chat without messages (or a generate with an empty
+//! prompt) is a model load, as in Ollama.
 //! Answers name the resolved model (`:latest` added on Ollama, a dated snapshot on OpenAI).
 //! It records every request, each call's start and how it ended (`done` or `dropped`), and
 //! the most calls it had in flight at once.
@@ -321,6 +322,19 @@ async fn answer(
                 "response": text, "done": true, "done_reason": "stop",
                 "prompt_eval_count": prompt_tokens, "eval_count": 4}),
         };
+        if prompt.contains("LATE") {
+            // The head after 200 ms, the body 200 ms after it.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let body = async_stream::stream! {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                yield Ok::<_, std::io::Error>(Bytes::from(value.to_string()));
+            };
+            return (
+                [("content-type", "application/json")],
+                Body::from_stream(body),
+            )
+                .into_response();
+        }
         return axum::Json(value).into_response();
     }
     let hang = prompt.contains("HANG");

@@ -344,3 +344,16 @@ async fn upstream_bodies_are_read_only_up_to_their_cap() {
     let text = error_text(huge).await;
     assert!(text.len() <= MAX_ERROR_BYTES + 8 && text.ends_with(" [...]"));
 }
+
+#[tokio::test]
+async fn a_relay_has_one_deadline_for_head_and_body() {
+    // Head and body each come within the limit, but not both.
+    let h = Harness::with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    for (path, model) in [
+        ("/v1/chat/completions", "gpt-fake"),
+        ("/api/chat", "llama3"),
+    ] {
+        let response = h.post(path, chat(model, "LATE", false)).await;
+        assert_eq!(response.status(), 504, "{path}");
+    }
+}

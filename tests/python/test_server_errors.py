@@ -69,17 +69,22 @@ def test_malformed_json_is_a_400_in_each_apis_shape(mars, fake):
     assert fake.chats() == []
 
 
-def test_an_unknown_strategy_is_a_400_naming_it_and_listing_the_valid_ones(mars, fake):
+@pytest.mark.parametrize(("model", "extra", "content"), [
+    ("gpt-fake", {"optillm_approach": "nosuch"}, "Hi"),
+    ("gpt-fake", {"mars_strategy": "re2&nosuch"}, "Hi"),
+    ("gpt-fake", {}, "<optillm_approach>nosuch</optillm_approach>Hi"),
+    # A pipeline prefix is a strategy spec, and each of its stages is validated.
+    ("re2&nosuch-gpt-fake", {}, "Hi"),
+])
+def test_an_unknown_strategy_is_a_400_naming_it_and_listing_the_valid_ones(mars, fake, model,
+                                                                          extra, content):
     with pytest.raises(openai.BadRequestError) as caught:
-        openai_client(mars).chat.completions.create(model="nosuch-gpt-fake", messages=QUESTION)
+        openai_client(mars).chat.completions.create(
+            model=model, messages=[{"role": "user", "content": content}], extra_body=extra)
     assert_openai_error(caught.value, 400, None)
     message = caught.value.body["message"]
     assert "nosuch" in message
-    assert "moa" in message or "mixture_of_agents" in message
-    with pytest.raises(openai.BadRequestError) as caught:
-        openai_client(mars).chat.completions.create(model="re2&nosuch-gpt-fake",
-                                                    messages=QUESTION)
-    assert "nosuch" in caught.value.body["message"]
+    assert "mixture_of_agents" in message and "reread" in message
     assert fake.chats() == []
 
 

@@ -32,8 +32,12 @@ def assert_no_request_was_repeated(fake):
 @pytest.mark.parametrize(("model", "kwargs", "field"), [
     ("gpt-fake", {"messages": []}, "messages"),
     ("gpt-fake", {"max_tokens": -1}, "max_tokens"),
+    ("re2-gpt-fake", {"max_tokens": -1}, "max_tokens"),
     ("gpt-fake", {"n": 9}, "n"),
+    ("re2-gpt-fake", {"n": 9}, "n"),
     ("gpt-fake", {"temperature": "hot"}, "temperature"),
+    ("re2-gpt-fake", {"temperature": "hot"}, "temperature"),
+    ("re2-gpt-fake", {"messages": []}, "messages"),
     ("moa-gpt-fake", {"tools": [{"type": "function", "function": {"name": "f",
                                                                   "parameters": {}}}]}, "tools"),
     ("moa-gpt-fake", {"response_format": {"type": "json_object"}}, "response_format"),

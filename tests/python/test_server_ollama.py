@@ -3,6 +3,7 @@ generate, streaming and not; and the same prompt through both clients giving the
 and token totals."""
 
 import json
+import threading
 
 import pytest
 
@@ -90,6 +91,35 @@ def test_chat_streaming_equals_chat_without(mars, fake):
     assert (final.prompt_eval_count, final.eval_count) == totals(fake) == whole_totals
     assert len(fake.chats()) == 4
     assert all(r.body["messages"][0]["role"] == "system" for r in fake.chats())
+
+
+def test_keep_alive_records_while_a_strategy_runs_do_not_break_the_client(start_mars, fake):
+    server = start_mars("--keep-alive", "1")
+    aggregation = lambda record: record.last_content.startswith("Original question:")  # noqa: E731
+    fake.hold(after_chunks=0, when=aggregation)
+    parts, failures = [], []
+
+    def consume():
+        try:
+            for part in ollama_client(server).chat(
+                    model="moa-llama-fake", messages=[{"role": "user", "content": QUESTION}],
+                    options={"seed": 2}, stream=True):
+                parts.append(part)
+        except Exception as err:  # noqa: BLE001 - reported below
+            failures.append(err)
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    try:
+        # Records reach the client while the fake still holds the aggregation.
+        assert fake.wait_for(lambda f: len(parts) >= 2 or failures, timeout=30), parts
+        assert fake.chats()[-1].state == "open" and aggregation(fake.chats()[-1])
+    finally:
+        fake.release()
+    reader.join(60)
+    assert not failures, failures
+    assert "".join(p.message.content or "" for p in parts) == fake.chats()[-1].texts[0]
+    assert [p.done for p in parts].count(True) == 1 and parts[-1].done
 
 
 def test_the_latest_tag_is_implied(mars, fake):

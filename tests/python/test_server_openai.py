@@ -1,6 +1,8 @@
 """`mars serve` through the real `openai` SDK: the model list, strategies chosen by name, body
 field and tag, usage equal to what the fake upstream reported, real streaming."""
 
+import threading
+
 import openai
 import pytest
 
@@ -39,6 +41,26 @@ def assert_usage_is_the_fakes(usage, fake):
     assert usage.completion_tokens == sum(r.completion_tokens for r in chats)
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     assert mars_usage(usage)["model_calls"] == len(chats)
+
+
+def first_content(chunks, deadline_s: float = 30):
+    """Reads `chunks` (in a thread, so that a server that buffers cannot hang the test) up to
+    the first chunk with content; returns that content, or None when none came before the
+    deadline."""
+    got, finished = [], threading.Event()
+
+    def read():
+        try:
+            for chunk in chunks:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    got.append(chunk.choices[0].delta.content)
+                    break
+        finally:
+            finished.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    finished.wait(deadline_s)
+    return got[0] if got else None
 
 
 def test_the_model_list_has_every_base_model_and_its_strategy_variants(mars):
@@ -84,13 +106,11 @@ def test_streaming_baseline_sends_the_first_chunk_before_the_fake_has_finished(m
         stream=True, stream_options={"include_usage": True})
     assert raw.headers["x-mars-strategy"] == "baseline"
     assert raw.headers["x-request-id"]
-    stream = raw.parse()
-    chunks = iter(stream)
-    first = ""
-    for chunk in chunks:
-        if chunk.choices and chunk.choices[0].delta.content:
-            first = chunk.choices[0].delta.content
-            break
+    chunks = iter(raw.parse())
+    first = first_content(chunks)
+    if first is None:
+        fake.release()
+    assert first is not None, "the first token did not reach the client while the fake held"
     expected = text_of("gpt-fake", [{"role": "user", "content": QUESTION}], 4)
     assert first == expected.split(" ")[0] + " "
     # The fake is still holding the rest: what arrived was relayed, not buffered.
@@ -107,37 +127,45 @@ def test_streaming_baseline_sends_the_first_chunk_before_the_fake_has_finished(m
     assert mars_usage(rest[-1].usage) == {"strategy": "baseline", "model_calls": 1}
 
 
-def test_streaming_moa_gives_the_non_streaming_text_and_streams_the_aggregation(mars, fake):
+def test_streaming_moa_gives_the_non_streaming_text_and_usage(mars, fake):
     client = openai_client(mars)
     _, whole = ask(client, "moa-gpt-fake", seed=5)
     fake.reset()
-    aggregation = lambda record: record.last_content.startswith("Original question:")  # noqa: E731
-    fake.hold(after_chunks=1, when=aggregation)
-    stream = client.chat.completions.create(
+    chunks = list(client.chat.completions.create(
         model="moa-gpt-fake", messages=[{"role": "user", "content": QUESTION}], seed=5,
-        stream=True, stream_options={"include_usage": True})
-    chunks = iter(stream)
-    first = ""
-    for chunk in chunks:
-        if chunk.choices and chunk.choices[0].delta.content:
-            first = chunk.choices[0].delta.content
-            break
-    # The aggregator's first token reached the client while the fake held its answer.
-    assert [aggregation(r) for r in fake.chats()] == [False, False, False, True]
-    assert fake.chats()[-1].state == "open"
-    fake.release()
-    rest = list(chunks)
-    text = first + "".join(c.choices[0].delta.content or "" for c in rest if c.choices)
+        stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
-    finishes = [c.choices[0].finish_reason for c in rest
+    finishes = [c.choices[0].finish_reason for c in chunks
                 if c.choices and c.choices[0].finish_reason]
-    assert len(finishes) == 1
-    usage = rest[-1].usage
-    assert usage is not None and not rest[-1].choices
+    assert finishes == ["stop"]
+    usage = chunks[-1].usage
+    assert usage is not None and not chunks[-1].choices
     assert_usage_is_the_fakes(usage, fake)
     assert (usage.prompt_tokens, usage.completion_tokens) == (
         whole.usage.prompt_tokens, whole.usage.completion_tokens)
     assert mars_usage(usage) == {"strategy": "mixture_of_agents", "model_calls": 4}
+
+
+def test_streaming_moa_relays_the_aggregation_as_it_comes(mars, fake):
+    aggregation = lambda record: record.last_content.startswith("Original question:")  # noqa: E731
+    fake.hold(after_chunks=1, when=aggregation)
+    stream = openai_client(mars).chat.completions.create(
+        model="moa-gpt-fake", messages=[{"role": "user", "content": QUESTION}], seed=5,
+        stream=True)
+    chunks = iter(stream)
+    first = first_content(chunks)
+    if first is None:
+        fake.release()
+    assert first is not None, \
+        "the aggregator's first token did not reach the client while the fake held the rest"
+    # It was the aggregator's first token, sent while the fake held the rest of its answer.
+    assert [aggregation(r) for r in fake.chats()] == [False, False, False, True]
+    assert fake.chats()[-1].state == "open"
+    assert first == fake.chats()[-1].texts[0].split(" ")[0] + " "
+    fake.release()
+    rest = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert first + rest == fake.chats()[-1].texts[0]
 
 
 def test_n_gives_that_many_choices(mars, fake):

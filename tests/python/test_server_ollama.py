@@ -122,13 +122,17 @@ def test_keep_alive_records_while_a_strategy_runs_do_not_break_the_client(start_
     assert [p.done for p in parts].count(True) == 1 and parts[-1].done
 
 
-def test_the_latest_tag_is_implied(mars, fake):
-    done = ollama_client(mars).chat(model="llama-fake",
-                                    messages=[{"role": "user", "content": QUESTION}],
-                                    stream=False)
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_latest_tag_is_implied_and_a_baseline_is_relayed(mars, fake, stream):
+    answer = ollama_client(mars).chat(model="llama-fake",
+                                      messages=[{"role": "user", "content": QUESTION}],
+                                      options={"seed": 6}, stream=stream)
+    parts = list(answer) if stream else [answer]
     [seen] = fake.chats()
     assert seen.model in ("llama-fake", "llama-fake:latest")
-    assert done.message.content == seen.texts[0]
+    assert "".join(p.message.content or "" for p in parts) == seen.texts[0]
+    assert [p.done for p in parts].count(True) == 1 and parts[-1].done
+    assert (parts[-1].prompt_eval_count, parts[-1].eval_count) == totals(fake)
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -123,8 +123,17 @@ def test_streaming_baseline_sends_the_first_chunk_before_the_fake_has_finished(m
                 and c.choices[0].finish_reason]
     assert finishes == ["stop"]
     assert rest[-1].usage is not None
-    assert_usage_is_the_fakes(rest[-1].usage, fake)
-    assert mars_usage(rest[-1].usage) == {"strategy": "baseline", "model_calls": 1}
+    assert rest[-1].usage.prompt_tokens == fake.chats()[0].prompt_tokens
+    assert rest[-1].usage.completion_tokens == fake.chats()[0].completion_tokens
+
+
+def test_a_streamed_baseline_reports_usage_mars_like_every_response(mars, fake):
+    chunks = list(openai_client(mars).chat.completions.create(
+        model="gpt-fake", messages=[{"role": "user", "content": QUESTION}], seed=4,
+        stream=True, stream_options={"include_usage": True}))
+    assert chunks[-1].usage is not None
+    assert_usage_is_the_fakes(chunks[-1].usage, fake)
+    assert mars_usage(chunks[-1].usage) == {"strategy": "baseline", "model_calls": 1}
 
 
 def test_streaming_moa_gives_the_non_streaming_text_and_usage(mars, fake):

@@ -165,3 +165,23 @@ def test_both_clients_get_the_same_text_and_token_totals(mars, fake, model):
     assert (via_ollama.prompt_eval_count, via_ollama.eval_count) == (
         via_openai.usage.prompt_tokens, via_openai.usage.completion_tokens)
     assert totals(fake) == openai_totals
+
+
+@pytest.mark.parametrize("keep_alive", [300, "5m"])
+def test_options_and_keep_alive_reach_every_inner_call(mars, fake, keep_alive):
+    ollama_client(mars).chat(model="moa-llama-fake",
+                             messages=[{"role": "user", "content": QUESTION}],
+                             options={"seed": 5, "top_p": 0.5, "temperature": 0.3,
+                                      "num_predict": 4},
+                             keep_alive=keep_alive, stream=False)
+    chats = fake.chats()
+    assert len(chats) == 4
+    for call in chats:
+        options = call.body["options"]
+        assert options["top_p"] == pytest.approx(0.5)
+        assert options["temperature"] == pytest.approx(0.3)
+        assert options["num_predict"] == 4
+        # As given, or as a duration string Ollama parses to the same time.
+        seconds = {300: {300, 300.0, "300s", "300.0s", "5m", "5m0s"}, "5m": {"5m", "5m0s", "300s"}}
+        assert call.body["keep_alive"] in seconds[keep_alive]
+    assert len({call.body["options"]["seed"] for call in chats[:3]}) == 3

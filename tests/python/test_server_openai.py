@@ -258,3 +258,18 @@ def test_an_upstream_model_named_like_a_prefix_is_a_model(mars, fake):
     assert done.choices[0].message.content == text_of(
         "moa-gpt-fake-mini", [{"role": "user", "content": QUESTION}], 1)
     assert mars_usage(done.usage) == {"strategy": "baseline", "model_calls": 1}
+
+
+def test_the_requests_sampling_options_reach_every_inner_call(mars, fake):
+    _, done = ask(openai_client(mars), "moa-gpt-fake", seed=12, temperature=0.3, top_p=0.5,
+                  max_tokens=5, stop=["zzz"])
+    chats = fake.chats()
+    assert len(chats) == 4
+    for call in chats:
+        assert call.body["temperature"] == pytest.approx(0.3)
+        assert call.body["top_p"] == pytest.approx(0.5)
+        assert call.body.get("max_tokens", call.body.get("max_completion_tokens")) == 5
+        assert call.body["stop"] in (["zzz"], "zzz")
+    # The proposers sample: each gets its own seed, derived from the request's.
+    assert len({call.body["seed"] for call in chats[:3]}) == 3
+    assert done.choices[0].finish_reason == "length"

@@ -39,7 +39,8 @@ def test_answers_and_usage_follow_from_the_request(own_fake):
         model="llama-fake", messages=QUESTION, options={"seed": 3, "num_predict": 2})
     assert chat.message.content == text_of("llama-fake:latest", QUESTION, 3, max_tokens=2)
     assert (chat.done_reason, chat.eval_count) == ("length", 2)
-    assert [r.state for r in own_fake.chats()] == ["done", "done"]
+    # The fake records the end just after its last write, so the client may see it first.
+    assert own_fake.wait_for(lambda f: [r.state for r in f.chats()] == ["done", "done"], 10)
 
 
 def test_the_gate_holds_and_a_closed_stream_is_seen_as_dropped(own_fake):
@@ -66,8 +67,8 @@ def test_the_maximum_in_flight_is_counted(own_fake):
     own_fake.release()
     for thread in threads:
         thread.join(30)
+    assert own_fake.wait_for(lambda f: [r.state for r in f.chats()] == ["done"] * 3, 10)
     assert (own_fake.max_in_flight, own_fake.in_flight) == (3, 0)
-    assert [r.state for r in own_fake.chats()] == ["done"] * 3
 
 
 def test_a_status_marker_answers_that_status(own_fake):

@@ -40,6 +40,8 @@ class Record:
     # "open" while answering, then "done", "dropped" (the client went away) or "error".
     state: str = "open"
     last_content: str = ""
+    # Whether it counts as in flight: from its arrival until its answer's last gated chunk.
+    counted: bool = False
 
 
 def _normalise(model: str) -> str:
@@ -142,15 +144,25 @@ class FakeUpstream:
         with self._cond:
             self._records.append(record)
             if record.path in GENERATION_PATHS:
+                record.counted = True
                 self._in_flight += 1
                 self._max_in_flight = max(self._max_in_flight, self._in_flight)
             self._cond.notify_all()
 
+    def _leave(self, record: Record):
+        """No longer in flight. Called before the answer's last bytes are written, so that a
+        client that starts its next request once it has read them never finds this one still
+        counted."""
+        with self._cond:
+            if record.counted:
+                record.counted = False
+                self._in_flight -= 1
+                self._cond.notify_all()
+
     def _end(self, record: Record, state: str):
+        self._leave(record)
         with self._cond:
             record.state = state
-            if record.path in GENERATION_PATHS:
-                self._in_flight -= 1
             self._cond.notify_all()
 
     def _update(self):
@@ -345,6 +357,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not body.get("stream"):
             if not fake._wait_gate(record, 0, self.connection):
                 raise _Dropped
+            fake._leave(record)
             self._send_json(200, {
                 "id": rid, "object": "chat.completion", "created": 1764680400, "model": model,
                 "choices": [{"index": i, "finish_reason": finish,
@@ -368,6 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
                                                           "content": piece},
                                     "finish_reason": None}]))
                 sent += 1
+            if i == len(answers) - 1:
+                fake._leave(record)
             self._chunk(event([{"index": i, "delta": {}, "finish_reason": finish}]))
         if (body.get("stream_options") or {}).get("include_usage"):
             self._chunk(event([], usage=usage))
@@ -422,6 +437,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream", True) is False:
             if not fake._wait_gate(record, 0, self.connection):
                 raise _Dropped
+            fake._leave(record)
             self._send_json(200, {**final, key: piece("".join(chunks))})
             return
         self._start_chunked("application/x-ndjson")
@@ -430,6 +446,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise _Dropped
             line = {"model": model, "created_at": CREATED, key: piece(text), "done": False}
             self._chunk(json.dumps(line).encode() + b"\n")
+        fake._leave(record)
         self._chunk(json.dumps(final).encode() + b"\n")
         self._end_chunked()
 

@@ -40,6 +40,8 @@ pub struct App {
 struct Admission {
     admitted: AtomicUsize,
     bound: usize,
+    /// A refused request's body is read up to this many bytes before the 429 goes out.
+    max_body_bytes: usize,
     ids: AtomicU64,
     metrics: Arc<Metrics>,
 }
@@ -52,6 +54,7 @@ impl App {
         let admission = Arc::new(Admission {
             admitted: AtomicUsize::new(0),
             bound: config.max_concurrency + config.max_queue,
+            max_body_bytes: config.max_body_bytes,
             ids: AtomicU64::new(0),
             metrics: Arc::clone(&metrics),
         });
@@ -276,6 +279,10 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
     let before = admission.admitted.fetch_add(1, Ordering::AcqRel);
     if before >= admission.bound {
         admission.admitted.fetch_sub(1, Ordering::AcqRel);
+        // Read what the client is still sending (up to the body limit) before refusing: a
+        // response sent over an unread body makes the connection close under the client, which
+        // then sees a reset instead of the 429 and its Retry-After.
+        let _ = axum::body::to_bytes(request.into_body(), admission.max_body_bytes).await;
         return ApiError::overloaded(Duration::from_secs(1))
             .on(api)
             .into_response();

@@ -19,8 +19,9 @@ pub enum Wire {
     Embedded,
 }
 
-/// One upstream: a client for mars calls and, for the HTTP ones, a pooled HTTP client for raw
-/// relays and model lists. Both are built once and shared by every request.
+/// One upstream: a client for mars calls and, for the HTTP ones, that client's own pooled HTTP
+/// client for raw relays and model lists (one connection pool per upstream). Built once and
+/// shared by every request.
 pub enum Upstream {
     /// An Ollama server.
     Ollama {
@@ -63,24 +64,6 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-/// A pooled HTTP client; loopback upstreams are reached without the environment's proxy.
-fn http_client(base: &str) -> Result<reqwest::Client, mars::Error> {
-    let loopback = reqwest::Url::parse(base)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-        .is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]");
-    let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(10));
-    let builder = if loopback {
-        builder.no_proxy()
-    } else {
-        builder
-    };
-    builder.build().map_err(|err| mars::Error::InvalidConfig {
-        field: "upstream",
-        reason: err.to_string(),
-    })
-}
-
 /// The mars clients' HTTP options: no retries. The server's client decides about retries
 /// (told by `x-should-retry` and `Retry-After`); a retry here would wait while holding a
 /// concurrency permit.
@@ -113,7 +96,7 @@ impl Upstream {
             http: no_retries(),
             ..OllamaConfig::new("unset")
         })?;
-        let http = http_client(&base)?;
+        let http = client.http_client().clone();
         Ok(Upstream::Ollama { base, client, http })
     }
 
@@ -125,7 +108,7 @@ impl Upstream {
             http: no_retries(),
             ..OpenAiConfig::new(base.clone(), "unset")
         })?;
-        let http = http_client(&base)?;
+        let http = client.http_client().clone();
         Ok(Upstream::OpenAi {
             base,
             client,

@@ -164,7 +164,7 @@ impl Transport {
     }
 
     /// The client for `url`: the proxy-free one for loopback hosts.
-    fn client_for(&self, url: &str) -> &reqwest::Client {
+    pub(crate) fn client_for(&self, url: &str) -> &reqwest::Client {
         let loopback = reqwest::Url::parse(url).is_ok_and(|url| {
             url.host_str().is_some_and(|host| {
                 host.eq_ignore_ascii_case("localhost")

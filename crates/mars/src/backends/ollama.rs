@@ -154,6 +154,13 @@ impl OllamaClient {
         client
     }
 
+    /// The pooled HTTP client this client sends with (for a loopback server, the one that
+    /// bypasses the environment's proxy). Cloning it shares its connections, so other requests
+    /// to the same server (a proxy's raw relays, its model lists) use the same pool.
+    pub fn http_client(&self) -> &reqwest::Client {
+        self.transport.client_for(&self.config.base_url)
+    }
+
     /// The server's version (`GET /api/version`): a cheap health check.
     pub async fn version(&self) -> Result<String> {
         #[derive(Deserialize)]

@@ -110,6 +110,13 @@ impl OpenAiClient {
         client
     }
 
+    /// The pooled HTTP client this client sends with (for a loopback server, the one that
+    /// bypasses the environment's proxy). Cloning it shares its connections, so other requests
+    /// to the same server (a proxy's raw relays, its model lists) use the same pool.
+    pub fn http_client(&self) -> &reqwest::Client {
+        self.transport.client_for(&self.config.base_url)
+    }
+
     /// The JSON body sent for `request`: [`OpenAiConfig::extra_body`]'s keys added to (or
     /// replacing) the typed fields.
     pub fn request_body(&self, request: &ChatRequest) -> Value {

@@ -101,6 +101,8 @@ pub struct Grader {
 struct TestRun {
     compiled: bool,
     passed: Vec<bool>,
+    /// The sealed tests' paths, in order, without the secret module.
+    expected: Vec<String>,
 }
 
 /// The source compiled for `code` against `tests`, as reports hash it: `#![allow(warnings)]`,
@@ -326,26 +328,56 @@ impl Grader {
         let Some(code) = code else {
             return Ok(results(&[]));
         };
-        let together = format!("{}\n{}", task.visible_tests, generated_tests(extra));
+        // A line that is not one self-contained statement could close its test function and
+        // add code or tests of its own: it is never run, and fails.
+        let runnable: Vec<(usize, &String)> = extra
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| harness::is_statement_line(t))
+            .collect();
+        let visible_paths: Vec<String> = harness::find_tests(&task.visible_tests)
+            .into_iter()
+            .map(|t| t.path)
+            .collect();
+        let together = format!("{}\n{}", task.visible_tests, generated_tests(&runnable));
         let run = self.run_once(task, &code.code, &together).await?;
-        if run.compiled || extra.is_empty() {
-            return Ok(results(&run.passed));
+        let mut expected = visible_paths.clone();
+        expected.extend(runnable.iter().map(|(i, _)| generated_path(*i)));
+        // The sealed tests must be exactly the visible examples, then the generated tests;
+        // anything else and the combined run's results are not trusted.
+        let trusted = run.expected == expected;
+        if trusted && (run.compiled || extra.is_empty()) {
+            let mut passed = run.passed[..visible.len()].to_vec();
+            let mut generated = run.passed[visible.len()..].iter();
+            let mut runnable_at = runnable.iter().map(|(i, _)| *i).peekable();
+            for i in 0..extra.len() {
+                passed.push(
+                    runnable_at.next_if_eq(&i).is_some()
+                        && generated.next().copied().unwrap_or(false),
+                );
+            }
+            return Ok(results(&passed));
         }
         let alone = self.run_once(task, &code.code, &task.visible_tests).await?;
-        if !alone.compiled {
+        if !alone.compiled || alone.expected != visible_paths {
             return Ok(results(&[]));
         }
         let mut passed = alone.passed;
         passed.resize(visible.len(), false);
-        for test in extra {
+        let mut runnable_at = runnable.iter().peekable();
+        for i in 0..extra.len() {
+            let Some((_, test)) = runnable_at.next_if(|(at, _)| *at == i) else {
+                passed.push(false);
+                continue;
+            };
             let one = self
-                .run_once(
-                    task,
-                    &code.code,
-                    &generated_tests(std::slice::from_ref(test)),
-                )
+                .run_once(task, &code.code, &generated_tests(&[(i, test)]))
                 .await?;
-            passed.push(one.compiled && one.passed.first().copied().unwrap_or(false));
+            passed.push(
+                one.compiled
+                    && one.expected == [generated_path(i)]
+                    && one.passed.first().copied().unwrap_or(false),
+            );
         }
         Ok(results(&passed))
     }
@@ -362,10 +394,15 @@ impl Grader {
             .get_or_try_init(|| async {
                 let count = harness::find_tests(&tests_text).len();
                 let sealed = harness::seal(&tests_text, &random_words(1 + 2 * count)?);
+                let expected: Vec<String> = harness::find_tests(&tests_text)
+                    .into_iter()
+                    .map(|t| t.path)
+                    .collect();
                 if sealed.expected.is_empty() {
                     return Ok(TestRun {
                         compiled: false,
                         passed: Vec::new(),
+                        expected,
                     });
                 }
                 let source = format!("{head}{}\n", sealed.tests);
@@ -377,6 +414,7 @@ impl Grader {
                 Ok::<_, crate::Error>(TestRun {
                     compiled: outcome.compile.success(),
                     passed,
+                    expected,
                 })
             })
             .await?;
@@ -392,10 +430,11 @@ impl Grader {
     }
 }
 
-/// `extra` test lines as a test module (`mars_generated_tests`, one `#[test]` per line).
-fn generated_tests(extra: &[String]) -> String {
+/// Test lines, each with its index among the extra tests, as a test module
+/// (`mars_generated_tests`, one `#[test] fn generated_<index>` per line).
+fn generated_tests(extra: &[(usize, &String)]) -> String {
     let mut out = String::from("#[cfg(test)]\nmod mars_generated_tests {\n    use super::*;\n");
-    for (i, test) in extra.iter().enumerate() {
+    for (i, test) in extra {
         let line = test.replace('\n', " ");
         out.push_str(&format!(
             "\n    #[test]\n    fn generated_{i}() {{\n        {line}\n    }}\n"
@@ -403,6 +442,11 @@ fn generated_tests(extra: &[String]) -> String {
     }
     out.push_str("}\n");
     out
+}
+
+/// The path of the `index`-th extra test in the tests [`generated_tests`] writes.
+fn generated_path(index: usize) -> String {
+    format!("mars_generated_tests::generated_{index}")
 }
 
 /// How the `index`-th visible example reads in a test matrix: its line of the prompt's

@@ -7,7 +7,10 @@
 //! [`seal`] wraps the pinned tests in a module whose name the answer cannot know and makes each
 //! test write `MARS-PASS <index> <token>` to stderr once its body has returned normally. The
 //! tokens are random per grading and appear in the binary only as two XOR halves, so a pass
-//! needs, for every expected test, the token that only that test's completion prints.
+//! needs, for every expected test, the token that only that test's completion prints. The
+//! reporter and the token tables are named after the secret module too, so test code inside
+//! the seal (model-written tests, which `use super::*`) cannot name them to report for another
+//! test.
 
 mod lex;
 
@@ -85,6 +88,37 @@ pub fn pin_std_paths(tests: &str) -> String {
     }
     out.push_str(&tests[copied..]);
     out
+}
+
+/// Whether `line` (a model-written test line) is self-contained: lexed with string, char and
+/// comment rules, its brackets close in order and never below its start, it ends with the `;`
+/// of its last statement, and no literal or comment runs past that end. A line that fails this
+/// could close the test function it is placed in and add code (or tests) of its own.
+pub fn is_statement_line(line: &str) -> bool {
+    let line = line.trim();
+    let toks = tokens(line);
+    let mut open: Vec<u8> = Vec::new();
+    for t in &toks {
+        match t.kind {
+            Kind::Punct(c @ (b'(' | b'[' | b'{')) => open.push(c),
+            Kind::Punct(c @ (b')' | b']' | b'}')) => {
+                let want = match c {
+                    b')' => b'(',
+                    b']' => b'[',
+                    _ => b'{',
+                };
+                if open.pop() != Some(want) {
+                    return false;
+                }
+            }
+            Kind::InnerDoc => return false,
+            _ => {}
+        }
+    }
+    open.is_empty()
+        && toks
+            .last()
+            .is_some_and(|t| t.kind == Kind::Punct(b';') && t.end == line.len())
 }
 
 /// An answer split at the end of its leading inner attributes.
@@ -350,14 +384,14 @@ pub fn seal(tests: &str, random: &[u64]) -> Sealed {
             let _ = write!(
                 out,
                 ")) {{ ::core::result::Result::Ok(r) => r, ::core::result::Result::Err(p) => \
-                 {{ crate::{module}::mars_report({i}, &()); ::std::panic::resume_unwind(p) }} }} }}"
+                 {{ crate::{module}::{module}_report({i}, &()); ::std::panic::resume_unwind(p) }} }} }}"
             );
         } else {
             let _ = write!(out, "{{ let {module}_r = (move || -> {ret} ");
             out.push_str(&tests[open..close]);
             let _ = write!(
                 out,
-                ")(); crate::{module}::mars_report({i}, &{module}_r); {module}_r }}"
+                ")(); crate::{module}::{module}_report({i}, &{module}_r); {module}_r }}"
             );
         }
         copied = close;
@@ -372,14 +406,14 @@ pub fn seal(tests: &str, random: &[u64]) -> Sealed {
     };
     let _ = write!(
         out,
-        "\nstatic MARS_A: [u64; {count}] = [{}];\n\
-         static MARS_M: [u64; {count}] = [{}];\n\
-         trait MarsOk {{ fn mars_ok(&self) -> bool; }}\n\
-         impl MarsOk for () {{ fn mars_ok(&self) -> bool {{ true }} }}\n\
-         impl<T, E> MarsOk for ::core::result::Result<T, E> {{ fn mars_ok(&self) -> bool {{ self.is_ok() }} }}\n\
-         fn mars_report(i: usize, outcome: &dyn MarsOk) {{\n\
-         if !outcome.mars_ok() {{ return; }}\n\
-         let t = ::core::hint::black_box(MARS_A[i]) ^ ::core::hint::black_box(MARS_M[i]);\n\
+        "\nstatic {module}_a: [u64; {count}] = [{}];\n\
+         static {module}_m: [u64; {count}] = [{}];\n\
+         trait {module}_ok_t {{ fn {module}_ok(&self) -> bool; }}\n\
+         impl {module}_ok_t for () {{ fn {module}_ok(&self) -> bool {{ true }} }}\n\
+         impl<T, E> {module}_ok_t for ::core::result::Result<T, E> {{ fn {module}_ok(&self) -> bool {{ self.is_ok() }} }}\n\
+         fn {module}_report(i: usize, outcome: &dyn {module}_ok_t) {{\n\
+         if !outcome.{module}_ok() {{ return; }}\n\
+         let t = ::core::hint::black_box({module}_a[i]) ^ ::core::hint::black_box({module}_m[i]);\n\
          let line = ::std::format!(\"\\nMARS-PASS {{}} {{:016x}}\\n\", i, t);\n\
          let _ = ::std::io::Write::write_all(&mut ::std::io::stderr(), line.as_bytes());\n\
          }}\n}}\n",

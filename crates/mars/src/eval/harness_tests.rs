@@ -189,3 +189,42 @@ fn evidence_must_be_complete_and_genuine() {
         }
     );
 }
+
+#[test]
+fn generated_test_lines_must_be_self_contained() {
+    for ok in [
+        "assert_eq!(f(1), 2);",
+        "assert!(g('(') == '}');",
+        "assert_eq!(f(\"{\"), vec![1]);",
+        "  assert!(x);  ",
+    ] {
+        assert!(is_statement_line(ok), "{ok}");
+    }
+    for bad in [
+        "assert!('(' == 'x'); } #[test] fn evil() { assert!(true); drop(')');",
+        "assert!(true); }",
+        "assert!(f(1) == 2)",
+        "assert!(x); let _ = r#\"",
+        "assert!(x); /* ;",
+        "assert!(x); // a comment",
+        "assert!(x]);",
+        "",
+    ] {
+        assert!(!is_statement_line(bad), "{bad}");
+    }
+}
+
+#[test]
+fn the_reporter_is_named_after_the_secret_module() {
+    // Generated tests sit inside the seal with `use super::*`: a fixed name for the reporter
+    // or the token tables would let them report a pass for every test.
+    let sealed = seal("#[test]\nfn a() { assert!(true); }\n", &[0xabc, 1, 2]);
+    for fixed in ["MARS_A", "MARS_M", "mars_report", "MarsOk"] {
+        assert!(!sealed.tests.contains(fixed), "{fixed} in {}", sealed.tests);
+    }
+    assert!(
+        sealed.tests.contains("fn __mars_0000000000000abc_report("),
+        "{}",
+        sealed.tests
+    );
+}

@@ -67,6 +67,7 @@ use super::trace::{FailurePolicy, Outcome, Score, Step, failed_call_usage};
 use super::wrapper::{Algorithm, Configured, StrategyClient};
 use crate::client::{BatchRequest, ChatRequest, SamplingOptions};
 use crate::error::{Error, Result};
+use crate::eval::harness::is_statement_line;
 
 /// The request appended to the task in the test-generation call (see [`test_request`]).
 pub const DEFAULT_TEST_INSTRUCTION: &str = "Do not write the function. Instead, write test \
@@ -171,33 +172,20 @@ pub fn parse_tests(reply: &str, max: usize) -> Vec<String> {
     tests
 }
 
-/// Whether the parentheses of `line` (outside string and character literals) close, and only
-/// at its end.
+/// Whether `line` (`name!(..)`, without its `;`) is one macro call whose parentheses close
+/// only at its end, and with its `;` one self-contained statement ([`is_statement_line`]:
+/// string, char and comment aware, so `'('` or `"}"` cannot unbalance it and no `}` can close
+/// the test function it is placed in).
 fn balanced(line: &str) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0i32, false, false);
-    for (i, ch) in line.char_indices() {
-        if in_string {
-            match ch {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match ch {
-            '"' => in_string = true,
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth < 0 || (depth == 0 && i + 1 != line.len()) {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-    }
-    depth == 0 && !in_string
+    let (Some(open), Some(inner_end)) = (line.find('('), line.len().checked_sub(1)) else {
+        return false;
+    };
+    // The arguments, wrapped in brackets of another kind, must close on their own: then the
+    // call's `(` is the one the final `)` closes.
+    is_statement_line(&format!("{line};"))
+        && line
+            .get(open + 1..inner_end)
+            .is_some_and(|inner| is_statement_line(&format!("[{inner}];")))
 }
 
 /// Dual agreement scores of a pass/fail matrix (one row per candidate; `None` for a dropped

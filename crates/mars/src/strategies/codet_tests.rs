@@ -266,6 +266,17 @@ fn test_lines_are_parsed_from_replies() {
         ("assert_eq!(f(1), 2); assert_eq!(f(2), 4);", 10, &[]),
         ("The function returns 2 for 1.", 10, &[]),
         ("let x = f(1);", 10, &[]),
+        // A char literal holding a bracket is not a bracket, and a line that closes its test
+        // function to add one of its own is skipped.
+        ("assert!(g('(') == 1);", 10, &["assert!(g('(') == 1);"]),
+        (
+            "assert!('(' == 'x'); } #[test] fn evil() { assert!(true); drop(')')",
+            10,
+            &[],
+        ),
+        ("assert!(f(\"}\") == 1); }", 10, &[]),
+        ("assert!(a) == (b)", 10, &[]),
+        ("assert!(x, \"/*\"); /* )", 10, &[]),
         (
             "assert_eq!(f(1), 2);\nassert_eq!(f(1), 2);\nassert_eq!(f(2), 4);\nassert_eq!(f(3), 6);",
             2,

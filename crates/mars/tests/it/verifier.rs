@@ -112,6 +112,32 @@ async fn extra_tests_run_beside_the_visible_examples_and_a_broken_one_fails_alon
 }
 
 #[tokio::test]
+async fn generated_tests_cannot_report_a_pass_for_another_test() {
+    let grader = grader().await;
+    let prime = task("prime_check");
+    let overfit = fenced("fn is_prime(n: u64) -> bool { n == 7 }");
+    let extra: Vec<String> = [
+        // Calls the reporter of the seal for every test, by the names it had.
+        "assert!({ for i in 0..MARS_A.len() { mars_report(i, &()); } true });",
+        // Closes its test function (the `)` and `(` hide in char literals) to add a test.
+        "assert!('(' == 'x'); } #[test] fn evil() { assert!(true); drop(')');",
+        "assert_eq!(is_prime(11), true);",
+        "assert_eq!(is_prime(7), true);",
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect();
+    let passed: Vec<bool> = grader
+        .run_tests(&prime, &overfit, &extra)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.passed)
+        .collect();
+    assert_eq!(passed, [true, true, false, false, false, true]);
+}
+
+#[tokio::test]
 async fn repair_and_codet_get_the_visible_examples_verifier_in_the_benchmark() {
     use mars::eval::run::{build_strategy, request_for};
     use mars::strategies::codet::DEFAULT_TEST_INSTRUCTION;

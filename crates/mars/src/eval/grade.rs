@@ -101,6 +101,10 @@ pub struct Grader {
 struct TestRun {
     compiled: bool,
     passed: Vec<bool>,
+    /// The test binary ended as libtest ends (exit 0, or 101 for failed tests, within its
+    /// limits) and every test either reported a pass or is listed as failed: no test was cut
+    /// short by another one hanging, crashing or exiting.
+    finished: bool,
     /// The sealed tests' paths, in order, without the secret module.
     expected: Vec<String>,
 }
@@ -295,9 +299,16 @@ impl Grader {
     /// as `assert_eq!(f(2), 4);`, each made a `#[test]`), and says which passed: one
     /// [`TestResult`] per test, the visible examples first. Never runs the hidden tests.
     ///
-    /// One compilation covers them all; when it fails and the answer compiles with the visible
-    /// examples alone, each extra test is compiled on its own, so one test that does not
-    /// compile fails only itself. Identical sources run once (cached like grades).
+    /// The visible examples run alone first (with none, the code is only compiled); code that
+    /// does not compile passes nothing. Then one compilation covers the visible examples and
+    /// the extra tests, and the extra columns come from it when its sealed tests are exactly
+    /// the visible examples followed by the extra ones and every one of them reported a pass or
+    /// failed. Otherwise (a test that does not compile, or one that hangs, crashes or exits
+    /// and cuts the run short) each extra test is compiled and run on its own, so it fails
+    /// only itself. An extra line that is not one self-contained statement
+    /// ([`harness::is_statement_line`]) is never run and fails. Every test is sealed with its
+    /// own token ([`harness::seal`]), whose reporter test code cannot name. Identical sources
+    /// run once (cached like grades).
     pub async fn run_tests(
         &self,
         task: &Task,
@@ -339,16 +350,26 @@ impl Grader {
             .into_iter()
             .map(|t| t.path)
             .collect();
+        // The visible columns come from the visible examples alone (a generated test that
+        // hangs, crashes or exits cannot take them down); with no visible examples this only
+        // compiles the code.
+        let alone = self.run_once(task, &code.code, &task.visible_tests).await?;
+        if !alone.compiled || alone.expected != visible_paths {
+            return Ok(results(&[]));
+        }
+        let mut passed = alone.passed;
+        passed.resize(visible.len(), false);
+        if runnable.is_empty() {
+            return Ok(results(&passed));
+        }
         let together = format!("{}\n{}", task.visible_tests, generated_tests(&runnable));
         let run = self.run_once(task, &code.code, &together).await?;
-        let mut expected = visible_paths.clone();
+        let mut expected = visible_paths;
         expected.extend(runnable.iter().map(|(i, _)| generated_path(*i)));
-        // The sealed tests must be exactly the visible examples, then the generated tests;
-        // anything else and the combined run's results are not trusted.
-        let trusted = run.expected == expected;
-        if trusted && (run.compiled || extra.is_empty()) {
-            let mut passed = run.passed[..visible.len()].to_vec();
-            let mut generated = run.passed[visible.len()..].iter();
+        // The sealed tests must be exactly the visible examples, then the generated tests, and
+        // the run must have finished every one of them; else each generated test runs alone.
+        if run.compiled && run.finished && run.expected == expected {
+            let mut generated = run.passed.get(visible.len()..).unwrap_or_default().iter();
             let mut runnable_at = runnable.iter().map(|(i, _)| *i).peekable();
             for i in 0..extra.len() {
                 passed.push(
@@ -358,12 +379,6 @@ impl Grader {
             }
             return Ok(results(&passed));
         }
-        let alone = self.run_once(task, &code.code, &task.visible_tests).await?;
-        if !alone.compiled || alone.expected != visible_paths {
-            return Ok(results(&[]));
-        }
-        let mut passed = alone.passed;
-        passed.resize(visible.len(), false);
         let mut runnable_at = runnable.iter().peekable();
         for i in 0..extra.len() {
             let Some((_, test)) = runnable_at.next_if(|(at, _)| *at == i) else {
@@ -398,21 +413,30 @@ impl Grader {
                     .into_iter()
                     .map(|t| t.path)
                     .collect();
+                let source = format!("{head}{}\n", sealed.tests);
                 if sealed.expected.is_empty() {
+                    // Nothing to run: compile only, as grading does.
+                    let mut jail = self.sandbox.jail().await?;
+                    let compile = jail.compile_test(&source).await?;
+                    jail.close().await?;
                     return Ok(TestRun {
-                        compiled: false,
+                        compiled: compile.success(),
+                        finished: true,
                         passed: Vec::new(),
                         expected,
                     });
                 }
-                let source = format!("{head}{}\n", sealed.tests);
                 let outcome = self.sandbox.compile_and_test(&source, &sealed.args).await?;
-                let passed = match &outcome.run {
-                    Some(run) => sealed.passed(&run.stderr.text()),
-                    None => vec![false; count],
+                let (passed, finished) = match &outcome.run {
+                    Some(run) => {
+                        let passed = sealed.passed(&run.stderr.text());
+                        (passed.clone(), finished_every_test(run, &sealed, &passed))
+                    }
+                    None => (vec![false; count], false),
                 };
                 Ok::<_, crate::Error>(TestRun {
                     compiled: outcome.compile.success(),
+                    finished,
                     passed,
                     expected,
                 })
@@ -553,6 +577,20 @@ fn random_words(n: usize) -> Result<Vec<u64>> {
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
         .collect())
+}
+
+/// Whether `run` of `sealed` ended as libtest ends and accounted for every test: each one
+/// reported a pass (`passed`) or stdout lists it as failed.
+fn finished_every_test(run: &Execution, sealed: &harness::Sealed, passed: &[bool]) -> bool {
+    let ended = run.limit.is_none() && matches!(run.termination, Termination::Exited(0 | 101));
+    let stdout = run.stdout.text();
+    ended
+        && sealed.expected.iter().zip(passed).all(|(path, passed)| {
+            *passed
+                || stdout
+                    .lines()
+                    .any(|l| l.trim() == format!("test {path} ... FAILED"))
+        })
 }
 
 fn has_failed_tests(run: &Execution) -> bool {

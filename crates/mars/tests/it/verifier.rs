@@ -138,6 +138,52 @@ async fn generated_tests_cannot_report_a_pass_for_another_test() {
 }
 
 #[tokio::test]
+async fn without_visible_examples_a_test_that_does_not_compile_fails_alone() {
+    let grader = grader().await;
+    let mut bare = task("prime_check");
+    bare.visible_tests = String::new();
+    let reference = fenced(bare.reference.as_deref().unwrap());
+    let extra: Vec<String> = [
+        "assert_eq!(is_prime(11), true);",
+        "assert_eq!(is_prime(\"x\"), true);",
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect();
+    let results = grader.run_tests(&bare, &reference, &extra).await.unwrap();
+    let passed: Vec<(bool, bool)> = results.iter().map(|r| (r.visible, r.passed)).collect();
+    assert_eq!(passed, [(false, true), (false, false)]);
+    // Code that does not compile still passes nothing.
+    let broken = fenced("fn is_prime(n: u64) -> bool { n }");
+    let results = grader.run_tests(&bare, &broken, &extra).await.unwrap();
+    assert!(results.iter().all(|r| !r.passed));
+}
+
+#[tokio::test]
+async fn a_generated_test_that_exits_does_not_take_the_others_down() {
+    let grader = grader().await;
+    let prime = task("prime_check");
+    let reference = fenced(prime.reference.as_deref().unwrap());
+    let extra: Vec<String> = [
+        // Runs first (libtest runs in name order) and ends the binary with status 0.
+        "assert!({ ::std::process::exit(0); true });",
+        "assert_eq!(is_prime(11), true);",
+        "assert_eq!(is_prime(9), true);",
+    ]
+    .iter()
+    .map(|l| l.to_string())
+    .collect();
+    let passed: Vec<bool> = grader
+        .run_tests(&prime, &reference, &extra)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.passed)
+        .collect();
+    assert_eq!(passed, [true, true, false, true, false]);
+}
+
+#[tokio::test]
 async fn repair_and_codet_get_the_visible_examples_verifier_in_the_benchmark() {
     use mars::eval::run::{build_strategy, request_for};
     use mars::strategies::codet::DEFAULT_TEST_INSTRUCTION;

@@ -450,8 +450,14 @@ pub fn build_strategy<'a>(
 /// a candidate against extra test lines besides the visible examples ([`Grader::run_tests`]),
 /// which `codet` needs. A grading that fails in the sandbox scores 0, with that error as
 /// feedback, and its tests count as failed.
+///
+/// A task without visible examples (HumanEval-Rust, JSONL tasks without them) leaves the
+/// verifier nothing to run: there, compiling is all it can check, and a candidate that
+/// compiles scores 1 with passed feedback (so `repair` stops instead of calling working code
+/// broken).
 pub fn visible_examples_verifier(grader: Grader, task: Task) -> Verifier {
     use crate::strategies::feedback::{Feedback, Issue, Verification};
+    let no_examples = crate::eval::harness::find_tests(&task.visible_tests).is_empty();
     let task = Arc::new(task);
     let (test_grader, test_task) = (grader.clone(), task.clone());
     Verifier::with_feedback(move |_request, candidate: &str| {
@@ -460,6 +466,17 @@ pub fn visible_examples_verifier(grader: Grader, task: Task) -> Verifier {
         let candidate = candidate.to_owned();
         async move {
             match grader.grade(&task, &candidate, Tests::Visible).await {
+                // Compiled, and there was nothing to run.
+                Ok(grade)
+                    if no_examples
+                        && grade.verdict == Verdict::TestFailure
+                        && grade.feedback.as_ref().is_some_and(|f| f.compiled) =>
+                {
+                    Verification {
+                        score: 1.0,
+                        feedback: Some(Feedback::passed()),
+                    }
+                }
                 Ok(grade) => Verification {
                     score: match grade.verdict {
                         Verdict::Pass => 1.0,

@@ -184,6 +184,37 @@ async fn a_generated_test_that_exits_does_not_take_the_others_down() {
 }
 
 #[tokio::test]
+async fn without_visible_examples_compiling_is_what_the_verifier_checks() {
+    use mars::strategies::feedback::Feedback;
+    let grader = grader().await;
+    let mut bare = task("prime_check");
+    bare.visible_tests = String::new();
+    let verifier = visible_examples_verifier(grader.clone(), bare.clone());
+    let check = |code: String| {
+        let verifier = verifier.clone();
+        async move { verifier.check(&ChatRequest::new(""), &code).await }
+    };
+    let compiles = check(fenced("fn is_prime(n: u64) -> bool { n == 7 }")).await;
+    assert_eq!(
+        (compiles.score, compiles.feedback),
+        (1.0, Some(Feedback::passed()))
+    );
+    let broken = check(fenced("fn is_prime(n: u64) -> bool { n }")).await;
+    assert_eq!(broken.score, 0.0);
+    assert!(!broken.feedback.unwrap().compiled);
+    // The grade itself is unchanged: compiling alone never passes the hidden tests' grading.
+    let grade = grader
+        .grade(
+            &bare,
+            &fenced("fn is_prime(n: u64) -> bool { n == 7 }"),
+            Tests::Visible,
+        )
+        .await
+        .unwrap();
+    assert_eq!(grade.verdict, Verdict::TestFailure);
+}
+
+#[tokio::test]
 async fn repair_and_codet_get_the_visible_examples_verifier_in_the_benchmark() {
     use mars::eval::run::{build_strategy, request_for};
     use mars::strategies::codet::DEFAULT_TEST_INSTRUCTION;

@@ -13,8 +13,11 @@
 //! tests form a group, scored by dual agreement, the group's size times the number of tests in
 //! the set ([`dual_agreement`]); a candidate of the best group wins (ties to the shorter, then
 //! the earlier candidate). A wrong majority loses to a smaller group that passes more tests.
+//! When every score is 0 (no candidate passes any test), length is no evidence: the candidate
+//! with the best [`Verifier::check`] score wins, ties to the earlier candidate.
 //!
-//! Cost: n + 1 model calls, plus one test run per candidate in the verifier (no model call).
+//! Cost: n + 1 model calls, plus one test run per candidate in the verifier (no model call),
+//! and one verifier check per candidate when every score is 0.
 //! Each candidate's score in the trace is its group's score ([`Score::Verifier`]); the steps are
 //! the test-generation call (noted with how many tests were parsed) and the matrix (`test
 //! matrix`: one column per test, `P` passed, `.` failed, and each candidate's group).
@@ -315,12 +318,32 @@ impl Algorithm for CodeTConfig {
                 };
             }
         }
-        let winner = calls.choose_best(&candidates)?;
+        // When no candidate passes a test, the shortest answer would win the tie: an empty or
+        // cut-off reply is often shortest. The verifier's own check decides instead, then the
+        // candidates' order.
+        let every_score_zero = scores.iter().flatten().all(|s| *s == 0);
+        let (winner, by) = match alive.first() {
+            Some(&first) if every_score_zero => {
+                let texts = alive.iter().map(|&i| candidates[i].text.clone()).collect();
+                let checks = calls.check_all(&request, verifier, texts).await;
+                let mut best = (first, f64::NEG_INFINITY);
+                for (&i, check) in alive.iter().zip(&checks) {
+                    if check.score > best.1 {
+                        best = (i, check.score);
+                    }
+                }
+                (
+                    best.0,
+                    " (every score 0: by the verifier's check, then order)",
+                )
+            }
+            _ => (calls.choose_best(&candidates)?, ""),
+        };
         let matrix = Step::record(
             "test matrix",
             render_matrix(&header, &rows, &scores),
             format!(
-                "{} candidates × {columns} tests ({} generated); winner: candidate {winner}",
+                "{} candidates × {columns} tests ({} generated); winner: candidate {winner}{by}",
                 alive.len(),
                 tests.len()
             ),

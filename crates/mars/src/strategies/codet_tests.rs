@@ -339,3 +339,51 @@ fn invalid_configs_are_rejected() {
     }
     assert!(CodeT::new(ScriptedClient::new([]), config(1, runs)).is_ok());
 }
+
+#[tokio::test]
+async fn when_no_candidate_passes_a_test_the_verifier_check_decides_not_the_length() {
+    // No candidate passes any test, so every dual-agreement score is 0.
+    let verifier = |checked: Arc<Mutex<usize>>| {
+        Verifier::new(move |_, code: &str| {
+            *checked.lock().unwrap() += 1;
+            let score = if code.contains("x * x") { 0.5 } else { 0.0 };
+            async move { score }
+        })
+        .with_tests(|_, _: &str, tests: &[String]| {
+            let results: Vec<TestResult> = tests
+                .iter()
+                .map(|t| TestResult {
+                    test: t.clone(),
+                    visible: false,
+                    passed: false,
+                })
+                .collect();
+            async move { results }
+        })
+    };
+    let checked: Arc<Mutex<usize>> = Arc::default();
+    let client = model(&[RIGHT, "fn sq() {}"], Turn::text(TESTS));
+    let outcome = CodeT::new(&client, config(2, verifier(Arc::clone(&checked))))
+        .unwrap()
+        .run(ask())
+        .await
+        .unwrap();
+    assert_eq!((outcome.winner, outcome.answer.as_str()), (0, RIGHT));
+    assert_eq!(*checked.lock().unwrap(), 2);
+    assert_eq!(outcome.usage.model_calls, 3, "checks are no model calls");
+    assert!(
+        outcome.steps[1]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("every score 0")
+    );
+    // Equal checks: the earlier candidate, though longer.
+    let client = model(&[WRONG, "fn sq() {}"], Turn::text(TESTS));
+    let outcome = CodeT::new(&client, config(2, verifier(Arc::default())))
+        .unwrap()
+        .run(ask())
+        .await
+        .unwrap();
+    assert_eq!(outcome.winner, 0);
+}

@@ -14,7 +14,8 @@
 //! [`ModelClient::complete_batch`](crate::ModelClient::complete_batch) call, and every
 //! candidate is checked by the verifier ([`Verifier::check`]). While no chain passes (a score of
 //! at least `pass_score`) and rounds remain, every open chain sends one repair call: the
-//! original conversation, the chain's last code as the assistant's reply, and the fixed repair
+//! original conversation, the chain's last code as the assistant's reply (fenced, without the
+//! prose around it: [`code_turn`]), and the fixed repair
 //! prompt of [`repair_message`] with the verifier's [`Feedback`](super::feedback::Feedback)
 //! rendered by [`render_feedback`]; the reply is checked in turn. The first round in which a
 //! chain passes ends the run, and the passing candidate of the lowest chain wins; when none
@@ -55,6 +56,8 @@
 //! ```
 
 use std::num::NonZeroUsize;
+
+use crate::code::extract_code;
 
 use super::calls::{CallPolicy, Calls};
 use super::feedback::{Verification, feedback_label, render_feedback};
@@ -117,6 +120,23 @@ impl Default for RepairConfig {
             on_failure: FailurePolicy::Fail,
         }
     }
+}
+
+/// The assistant turn of a repair call: the code of the chain's last reply (its first fenced
+/// block, else the whole reply, trimmed: what a code verifier extracts from a reply with one
+/// block) in a `rust` fence. The prose around the code is left out, so the feedback's "line N
+/// of the code" counts the lines the model sees in the fence.
+///
+/// ```
+/// use mars::strategies::repair::code_turn;
+///
+/// let reply = "Here it is:\n\n```rust\nfn f() -> i32 {\n    x\n}\n```\nHope it helps.";
+/// assert_eq!(code_turn(reply), "```rust\nfn f() -> i32 {\n    x\n}\n```");
+/// assert_eq!(code_turn("fn f() {}"), "```rust\nfn f() {}\n```");
+/// ```
+pub fn code_turn(reply: &str) -> String {
+    let code = extract_code(reply, "").map(|e| e.code).unwrap_or_default();
+    format!("```rust\n{code}\n```")
 }
 
 /// The user message of a repair call: the verifier's feedback, rendered, then `instruction`.
@@ -254,7 +274,7 @@ impl Algorithm for RepairConfig {
                     ..samples.get(c).cloned().unwrap_or_default()
                 };
                 let mut call = request.clone().with_options(sample.clone());
-                call.messages.push(Message::assistant(previous));
+                call.messages.push(Message::assistant(code_turn(previous)));
                 call.messages
                     .push(Message::user(repair_message(&feedback, &self.instruction)));
                 requests.push(call);

@@ -50,6 +50,9 @@ fn model(chains: usize) -> ScriptedClient {
                 .find(|m| m.role == Role::Assistant)
                 .map(|m| m.content.clone())
                 .unwrap_or_default();
+            let previous = previous
+                .trim_start_matches("```rust\n")
+                .trim_end_matches("\n```");
             let (chain, attempt) = previous.split_at(1);
             format!("{chain}{}", attempt.parse::<u32>().unwrap_or(0) + 1)
         } else {
@@ -92,7 +95,7 @@ async fn the_repair_prompt_shows_the_feedback_after_the_failed_code() {
     assert_eq!(repair.system.as_deref(), Some("Be brief."));
     assert_eq!(repair.messages[..3], request.messages[..]);
     assert_eq!(repair.messages[3].role, Role::Assistant);
-    assert_eq!(repair.messages[3].content, "a0");
+    assert_eq!(repair.messages[3].content, "```rust\na0\n```");
     let prompt = &repair.messages[4].content;
     assert_eq!(repair.messages[4].role, Role::User);
     assert_eq!(
@@ -326,4 +329,32 @@ fn invalid_configs_are_rejected() {
         }
     }
     assert!(Repair::new(ScriptedClient::new([]), config(1, MAX_ROUNDS, &[])).is_ok());
+}
+
+#[tokio::test]
+async fn the_repair_call_shows_the_code_whose_lines_the_feedback_counts() {
+    // The feedback points at line 2 of the code; the reply has prose before its block.
+    let reply = "Sure! Here is the function.\n\n```rust\nfn f() -> u32 {\n    n\n}\n```\nDone.";
+    let client =
+        ScriptedClient::from_fn(move |i, _| Turn::text(if i == 0 { reply } else { "fixed" }));
+    let outcome = Repair::new(&client, config(1, 1, &["fixed"]))
+        .unwrap()
+        .run(ChatRequest::new("Write f"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.answer, "fixed");
+    let repair = &client.requests()[1];
+    let shown = &repair.messages[1];
+    assert_eq!(shown.role, Role::Assistant);
+    assert_eq!(shown.content, "```rust\nfn f() -> u32 {\n    n\n}\n```");
+    assert_eq!(
+        shown.content.lines().nth(2),
+        Some("    n"),
+        "line 2 of the code"
+    );
+    assert!(
+        repair.messages[2]
+            .content
+            .contains("at line 2 of the code: `n`")
+    );
 }

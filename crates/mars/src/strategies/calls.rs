@@ -124,11 +124,23 @@ impl<'a> Calls<'a> {
         request: ChatRequest,
         samples: Vec<SamplingOptions>,
     ) -> Result<Vec<Candidate>> {
+        self.candidates_within(request, samples, self.policy.concurrency)
+            .await
+    }
+
+    /// [`candidates`](Self::candidates) with at most `concurrency` of them in flight (for a
+    /// strategy that runs another call beside the batch).
+    pub(crate) async fn candidates_within(
+        &self,
+        request: ChatRequest,
+        samples: Vec<SamplingOptions>,
+        concurrency: NonZeroUsize,
+    ) -> Result<Vec<Candidate>> {
         let n = samples.len();
         let batch = BatchRequest {
             request,
             samples: samples.clone(),
-            concurrency: self.policy.concurrency,
+            concurrency,
         };
         let results = self.client.complete_batch(batch).await;
         if results.len() != n {

@@ -99,7 +99,9 @@ pub struct CodeTConfig {
     pub test_instruction: String,
     /// The base of the candidate seeds when the request carries no seed (default 0).
     pub base_seed: u64,
-    /// At most this many calls, then test runs, in flight (default 4).
+    /// At most this many calls, then test runs, in flight (default 4): the test-generation
+    /// call runs beside the candidates' batch, which gets one slot fewer (with 1, the batch
+    /// runs first).
     pub concurrency: NonZeroUsize,
     /// What a failed call does (default [`FailurePolicy::Fail`]); under
     /// [`FailurePolicy::Drop`] a failed candidate is left out, and a failed test-generation
@@ -262,37 +264,49 @@ impl Algorithm for CodeTConfig {
         let tests_call = test_request(&request, &self.test_instruction)?;
         let samples: Vec<SamplingOptions> =
             seeded_samples(&request.options, self.temperature, self.base_seed, self.n);
-        let (candidates, test_reply) = futures::join!(
-            calls.candidates(request.clone(), samples),
-            calls.answers(vec![tests_call])
-        );
-        let mut candidates = candidates?;
-        let (tests, test_step) = match test_reply.into_iter().next() {
-            Some(Ok(completion)) => {
-                let tests = parse_tests(&completion.text, self.max_tests);
-                let note = format!("{} test lines parsed", tests.len());
-                (tests, Step::new("generated tests", completion).noted(note))
-            }
-            Some(Err(source)) => {
-                let failure = calls.failed("test generation".to_owned(), source)?;
-                let step = Step {
-                    usage: failed_call_usage(),
-                    ..Step::record(
-                        "generated tests",
-                        String::new(),
-                        format!(
-                            "{}: {}; only the visible examples",
-                            failure.call, failure.error
-                        ),
-                    )
-                };
-                (Vec::new(), step)
-            }
-            None => (
-                Vec::new(),
-                Step::record("generated tests", String::new(), "no call"),
-            ),
+        // The test call runs beside the batch, which gets one slot fewer so that at most
+        // `concurrency` calls are in flight; with one slot, the batch runs first. Under
+        // FailurePolicy::Fail the first failure ends the run without waiting for the other.
+        let test_call = async {
+            let reply = calls.answers(vec![tests_call]).await.into_iter().next();
+            Ok::<_, Error>(match reply {
+                Some(Ok(completion)) => {
+                    let tests = parse_tests(&completion.text, self.max_tests);
+                    let note = format!("{} test lines parsed", tests.len());
+                    (tests, Step::new("generated tests", completion).noted(note))
+                }
+                Some(Err(source)) => {
+                    let failure = calls.failed("test generation".to_owned(), source)?;
+                    let step = Step {
+                        usage: failed_call_usage(),
+                        ..Step::record(
+                            "generated tests",
+                            String::new(),
+                            format!(
+                                "{}: {}; only the visible examples",
+                                failure.call, failure.error
+                            ),
+                        )
+                    };
+                    (Vec::new(), step)
+                }
+                None => (
+                    Vec::new(),
+                    Step::record("generated tests", String::new(), "no call"),
+                ),
+            })
         };
+        let (mut candidates, (tests, test_step)) =
+            match NonZeroUsize::new(calls.concurrency().get() - 1) {
+                Some(slots) => futures::try_join!(
+                    calls.candidates_within(request.clone(), samples, slots),
+                    test_call
+                )?,
+                None => {
+                    let candidates = calls.candidates(request.clone(), samples).await?;
+                    (candidates, test_call.await?)
+                }
+            };
         let alive: Vec<usize> = (0..candidates.len())
             .filter(|&i| candidates[i].dropped.is_none())
             .collect();

@@ -387,3 +387,86 @@ async fn when_no_candidate_passes_a_test_the_verifier_check_decides_not_the_leng
         .unwrap();
     assert_eq!(outcome.winner, 0);
 }
+
+/// Counts the calls in flight (from first poll to last event) of the client it wraps, keeping
+/// the highest count.
+struct Counting {
+    inner: ScriptedClient,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl crate::ModelClient for Counting {
+    fn stream_chat(&self, request: ChatRequest) -> crate::client::EventStream<'_> {
+        use futures::StreamExt;
+        use std::sync::atomic::Ordering;
+        let (flight, peak) = (Arc::clone(&self.in_flight), Arc::clone(&self.peak));
+        let mut inner = self.inner.stream_chat(request);
+        async_stream::stream! {
+            let now = flight.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            while let Some(event) = inner.next().await {
+                tokio::task::yield_now().await;
+                yield event;
+            }
+            tokio::task::yield_now().await;
+            flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        .boxed()
+    }
+}
+
+#[tokio::test]
+async fn the_test_call_shares_the_concurrency_bound_with_the_candidates() {
+    use std::sync::atomic::Ordering;
+    for concurrency in [1, 2, 3] {
+        let client = Counting {
+            inner: model(&[WRONG, RIGHT, WRONG, RIGHT], Turn::text(TESTS)),
+            in_flight: Arc::default(),
+            peak: Arc::default(),
+        };
+        let config = CodeTConfig {
+            concurrency: NonZeroUsize::new(concurrency).unwrap(),
+            ..config(4, runner(Arc::default()))
+        };
+        let outcome = CodeT::new(&client, config)
+            .unwrap()
+            .run(ask())
+            .await
+            .unwrap();
+        assert_eq!(outcome.usage.model_calls, 5);
+        assert_eq!(
+            client.peak.load(Ordering::SeqCst),
+            concurrency,
+            "concurrency {concurrency}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn under_fail_a_failed_batch_does_not_wait_for_the_test_call() {
+    use futures::StreamExt;
+    // Every candidate fails at once; the test call never answers.
+    struct Stuck(ScriptedClient);
+    impl crate::ModelClient for Stuck {
+        fn stream_chat(&self, request: ChatRequest) -> crate::client::EventStream<'_> {
+            let asks_tests = request
+                .last_user_message()
+                .is_some_and(|m| m.ends_with(DEFAULT_TEST_INSTRUCTION));
+            if asks_tests {
+                return futures::stream::pending().boxed();
+            }
+            self.0.stream_chat(request)
+        }
+    }
+    let client = Stuck(ScriptedClient::from_fn(|_, _| Turn::error("overloaded")));
+    let err = CodeT::new(&client, config(2, runner(Arc::default())))
+        .unwrap()
+        .run(ask())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::StrategyCall { ref call, .. } if call.starts_with("candidate")),
+        "{err:?}"
+    );
+}

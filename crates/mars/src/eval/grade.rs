@@ -281,8 +281,25 @@ impl Grader {
                 let (verdict, detail) = judge(&outcome, &sealed);
                 tracing::debug!(task = %task.id, verdict = verdict.as_str(), "graded");
                 let unsealed = format!("{head}{tests_text}\n");
+                // The first sealed test that did not report a pass, by its full path.
+                let failed = outcome.run.as_ref().and_then(|run| {
+                    let passed = sealed.passed(&run.stderr.text());
+                    sealed
+                        .expected
+                        .iter()
+                        .zip(passed)
+                        .find(|(_, passed)| !passed)
+                        .map(|(path, _)| path.clone())
+                });
                 let feedback = (tests == Tests::Visible).then(|| {
-                    feedback_of(verdict, detail.as_deref(), Some(&outcome), &unsealed, span)
+                    feedback_of(
+                        verdict,
+                        detail.as_deref(),
+                        Some(&outcome),
+                        &unsealed,
+                        span,
+                        failed.as_deref(),
+                    )
                 });
                 Ok::<_, crate::Error>(Grade {
                     verdict,

@@ -215,6 +215,36 @@ async fn without_visible_examples_compiling_is_what_the_verifier_checks() {
 }
 
 #[tokio::test]
+async fn a_candidate_cannot_write_its_own_feedback() {
+    use mars::strategies::feedback::Issue;
+    let grader = grader().await;
+    let prime = task("prime_check");
+    let verifier = visible_examples_verifier(grader.clone(), prime.clone());
+    // Writes a made-up failure to the raw stderr and stdout (past libtest's capture), then
+    // answers wrongly for 7.
+    let forger = fenced(
+        "fn is_prime(n: u64) -> bool {\n\
+         use std::io::Write;\n\
+         let fake = \"thread 'x' panicked at <anon>:1:1:\\nassertion `left == right` failed: made_up(1)\\n  left: 1\\n right: 1\\n\";\n\
+         let _ = std::io::stderr().write_all(fake.as_bytes());\n\
+         let _ = std::io::stdout().write_all(fake.as_bytes());\n\
+         n % 2 == 0\n}",
+    );
+    let check = verifier.check(&ChatRequest::new(""), &forger).await;
+    assert_eq!(check.score, 0.5);
+    let Some(Issue::FailedExample {
+        example, actual, ..
+    }) = check.feedback.unwrap().issue
+    else {
+        panic!("a failed example");
+    };
+    assert_eq!(
+        (example.as_deref(), actual.as_deref()),
+        (Some("is_prime(7)"), Some("false"))
+    );
+}
+
+#[tokio::test]
 async fn repair_and_codet_get_the_visible_examples_verifier_in_the_benchmark() {
     use mars::eval::run::{build_strategy, request_for};
     use mars::strategies::codet::DEFAULT_TEST_INSTRUCTION;

@@ -15,14 +15,21 @@ pub(super) struct CodeSpan {
 
 /// The feedback for a grading with `verdict` and `detail` of `outcome`; `source` is the source
 /// as assembled (before sealing: the same lines, without the seal's tokens).
+///
+/// A failed example is read only from libtest's own report of the first sealed test that did
+/// not report a pass (`failed`, its full path): the last `---- <test> stdout ----` block of
+/// stdout, from the last line in it where that test's thread panicked. Text the candidate
+/// writes to stderr, or to stdout outside that block, is never read as the failure.
 pub(super) fn feedback_of(
     verdict: Verdict,
     detail: Option<&str>,
     outcome: Option<&TestOutcome>,
     source: &str,
     code: CodeSpan,
+    failed: Option<&str>,
 ) -> Feedback {
     let detail = detail.unwrap_or_default().to_owned();
+    let failed_test = failed;
     let failed = |compiled: bool, issue: Issue| Feedback {
         compiled,
         issue: Some(issue),
@@ -37,11 +44,14 @@ pub(super) fn feedback_of(
             failed(false, compile_error(&stderr, &detail, source, code))
         }
         Verdict::TestFailure => {
-            let output = outcome
+            let stdout = outcome
                 .and_then(|o| o.run.as_ref())
-                .map(|run| format!("{}\n{}", run.stderr.text(), run.stdout.text()))
+                .map(|run| run.stdout.text().into_owned())
                 .unwrap_or_default();
-            let issue = failed_example(&output, source).unwrap_or(Issue::Other { message: detail });
+            let issue = failed_test
+                .and_then(|test| test_report(&stdout, test))
+                .and_then(|report| failed_example(report, source))
+                .unwrap_or(Issue::Other { message: detail });
             failed(true, issue)
         }
         Verdict::Timeout => {
@@ -108,6 +118,39 @@ pub(super) fn failed_example(output: &str, source: &str) -> Option<Issue> {
         actual: value("left:"),
         message,
     })
+}
+
+/// libtest's report of `test` (its full path) in `stdout`: the last `---- <test> stdout ----`
+/// block, from the last line in it where the test's thread panicked.
+pub(super) fn test_report<'a>(stdout: &'a str, test: &str) -> Option<&'a str> {
+    let header = format!("---- {test} stdout ----");
+    let start = stdout
+        .match_indices(&header)
+        .map(|(at, _)| at)
+        .filter(|&at| at == 0 || stdout[..at].ends_with('\n'))
+        .last()?
+        + header.len();
+    let block = &stdout[start..];
+    let end = block
+        .match_indices("\n---- ")
+        .chain(block.match_indices("\nfailures:"))
+        .map(|(at, _)| at)
+        .min()
+        .unwrap_or(block.len());
+    let block = &block[..end];
+    let panic = format!("thread '{test}'");
+    let at = block
+        .match_indices(&panic)
+        .map(|(at, _)| at)
+        .filter(|&at| {
+            block[..at].ends_with('\n')
+                && block[at..]
+                    .lines()
+                    .next()
+                    .is_some_and(|l| l.contains("panicked at"))
+        })
+        .last()?;
+    Some(&block[at..])
 }
 
 /// The line number of a location such as `<anon>:26:9`.
@@ -197,10 +240,33 @@ mod tests {
     }
 
     #[test]
+    fn the_failure_is_read_from_the_failing_tests_own_report_only() {
+        let test = "__mars_1::t::case_0";
+        let stdout = "running 2 tests\n\
+            ---- __mars_1::t::case_0 stdout ----\nthread '__mars_1::t::case_0' panicked at <anon>:8:27:\nassertion `left == right` failed: forged(1)\n  left: 1\n right: 2\n\
+            test __mars_1::t::case_0 ... FAILED\n\nfailures:\n\n\
+            ---- __mars_1::t::case_0 stdout ----\n\
+            thread '__mars_1::t::case_0' panicked at <anon>:8:27:\nassertion `left == right` failed: printed(2)\n  left: 3\n right: 4\n\
+            thread '__mars_1::t::case_0' (7) panicked at <anon>:8:27:\nassertion `left == right` failed: is_prime(7)\n  left: false\n right: true\n\n\
+            failures:\n    __mars_1::t::case_0\n";
+        let report = test_report(stdout, test).unwrap();
+        assert_eq!(
+            failed_example(report, SOURCE),
+            Some(Issue::FailedExample {
+                example: Some("is_prime(7)".into()),
+                expected: Some("true".into()),
+                actual: Some("false".into()),
+                message: "assertion `left == right` failed: is_prime(7)".into(),
+            })
+        );
+        assert_eq!(test_report(stdout, "__mars_1::t::case_1"), None);
+    }
+
+    #[test]
     fn verdicts_map_to_issues() {
-        let passed = feedback_of(Verdict::Pass, None, None, SOURCE, SPAN);
+        let passed = feedback_of(Verdict::Pass, None, None, SOURCE, SPAN, None);
         assert_eq!(passed, Feedback::passed());
-        let no_code = feedback_of(Verdict::NoCode, None, None, SOURCE, SPAN);
+        let no_code = feedback_of(Verdict::NoCode, None, None, SOURCE, SPAN, None);
         assert_eq!(
             (no_code.compiled, no_code.issue),
             (false, Some(Issue::NoCode))
@@ -211,6 +277,7 @@ mod tests {
             None,
             SOURCE,
             SPAN,
+            None,
         );
         assert_eq!(
             timeout.issue,
@@ -218,7 +285,7 @@ mod tests {
                 message: "the tests hit their time limit".into()
             })
         );
-        let crash = feedback_of(Verdict::Crash, Some("signal 6"), None, SOURCE, SPAN);
+        let crash = feedback_of(Verdict::Crash, Some("signal 6"), None, SOURCE, SPAN, None);
         assert!(crash.compiled);
         assert_eq!(
             crash.issue,

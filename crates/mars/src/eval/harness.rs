@@ -460,13 +460,7 @@ impl Sealed {
     /// with a wrong token counts for no test.
     pub fn passed(&self, stderr: &str) -> Vec<bool> {
         let mut seen = vec![false; self.tokens.len()];
-        for line in stderr.lines() {
-            let Some(rest) = line.trim().strip_prefix("MARS-PASS") else {
-                continue;
-            };
-            let mut fields = rest.split_ascii_whitespace();
-            let index = fields.next().and_then(|i| i.parse::<usize>().ok());
-            let token = fields.next().and_then(|t| u64::from_str_radix(t, 16).ok());
+        for (index, token) in pass_lines(stderr) {
             if let (Some(i), Some(t)) = (index, token)
                 && self.tokens.get(i) == Some(&t)
                 && let Some(slot) = seen.get_mut(i)
@@ -480,13 +474,7 @@ impl Sealed {
     /// Checks the `MARS-PASS` lines of `stderr`.
     pub fn evidence(&self, stderr: &str) -> Evidence {
         let mut seen = vec![false; self.tokens.len()];
-        for line in stderr.lines() {
-            let Some(rest) = line.trim().strip_prefix("MARS-PASS") else {
-                continue;
-            };
-            let mut fields = rest.split_ascii_whitespace();
-            let index = fields.next().and_then(|i| i.parse::<usize>().ok());
-            let token = fields.next().and_then(|t| u64::from_str_radix(t, 16).ok());
+        for (index, token) in pass_lines(stderr) {
             match (index, token) {
                 (Some(i), Some(t)) if self.tokens.get(i) == Some(&t) => seen[i] = true,
                 _ => return Evidence::Forged,
@@ -502,6 +490,18 @@ impl Sealed {
             }
         }
     }
+}
+
+/// The `MARS-PASS <index> <token>` lines of `stderr`, each as its index and token where they
+/// parse (a field that does not parse is `None`, for the caller to judge).
+fn pass_lines(stderr: &str) -> impl Iterator<Item = (Option<usize>, Option<u64>)> + '_ {
+    stderr.lines().filter_map(|line| {
+        let rest = line.trim().strip_prefix("MARS-PASS")?;
+        let mut fields = rest.split_ascii_whitespace();
+        let index = fields.next().and_then(|i| i.parse::<usize>().ok());
+        let token = fields.next().and_then(|t| u64::from_str_radix(t, 16).ok());
+        Some((index, token))
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Reading request bodies field by field, so that every rejection names its field: typed
 //! getters over a JSON object, shared by both front ends.
 
+use mars::{ChatRequest, Message, Role, SamplingOptions};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -19,6 +20,30 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, ApiError> {
             "the request body is not valid JSON: {err}"
         ))),
     }
+}
+
+/// The core request from a wire's messages in order, shared by both front ends: a system
+/// message first becomes the request's system prompt (a later one stays a turn), and at least
+/// one user message is required.
+pub fn chat_request(
+    mut turns: Vec<Message>,
+    options: SamplingOptions,
+) -> Result<ChatRequest, ApiError> {
+    let system = match turns.first() {
+        Some(first) if first.role == Role::System => Some(turns.remove(0).content),
+        _ => None,
+    };
+    if !turns.iter().any(|m| m.role == Role::User) {
+        return Err(ApiError::bad_field(
+            "messages",
+            "`messages` has no user message",
+        ));
+    }
+    Ok(ChatRequest {
+        system,
+        messages: turns,
+        options,
+    })
 }
 
 fn wrong(field: &str, want: &str, got: &Value) -> ApiError {

@@ -538,11 +538,8 @@ fn chat_request(body: &Body) -> Result<ChatRequest, ApiError> {
             "`messages` must be a non-empty array",
         ));
     };
-    let mut request = ChatRequest {
-        system: None,
-        messages: Vec::with_capacity(messages.len()),
-        options: sampling(body)?,
-    };
+    let options = sampling(body)?;
+    let mut turns = Vec::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
         let at = format!("messages[{i}]");
         let Value::Object(message) = message else {
@@ -574,19 +571,9 @@ fn chat_request(body: &Body) -> Result<ChatRequest, ApiError> {
                 ..e
             })?
             .unwrap_or_default();
-        if role == Role::System && i == 0 {
-            request.system = Some(content);
-        } else {
-            request.messages.push(Message { role, content });
-        }
+        turns.push(Message { role, content });
     }
-    if !request.messages.iter().any(|m| m.role == Role::User) {
-        return Err(ApiError::bad_field(
-            "messages",
-            "`messages` has no user message",
-        ));
-    }
-    Ok(request)
+    fields::chat_request(turns, options)
 }
 
 /// The core request of an `/api/generate` body: `system` and one user message.

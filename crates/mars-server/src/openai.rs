@@ -396,11 +396,8 @@ pub fn chat_request(body: &Body) -> Result<ChatRequest, ApiError> {
             ));
         }
     };
-    let mut request = ChatRequest {
-        system: None,
-        messages: Vec::with_capacity(messages.len()),
-        options: sampling(body)?,
-    };
+    let options = sampling(body)?;
+    let mut turns = Vec::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
         let at = format!("messages[{i}]");
         let Value::Object(message) = message else {
@@ -429,19 +426,9 @@ pub fn chat_request(body: &Body) -> Result<ChatRequest, ApiError> {
             ));
         }
         let content = content_text(fields::present(message, "content"), &at)?;
-        if role == Role::System && i == 0 {
-            request.system = Some(content);
-        } else {
-            request.messages.push(Message { role, content });
-        }
+        turns.push(Message { role, content });
     }
-    if !request.messages.iter().any(|m| m.role == Role::User) {
-        return Err(ApiError::bad_field(
-            "messages",
-            "`messages` has no user message",
-        ));
-    }
-    Ok(request)
+    fields::chat_request(turns, options)
 }
 
 fn content_text(content: Option<&Value>, at: &str) -> Result<String, ApiError> {

@@ -36,6 +36,7 @@ fn record(
         generation_tokens_per_s: Some(100.0),
         candidates: 1,
         distinct_candidates: 1,
+        trace: None,
     }
 }
 

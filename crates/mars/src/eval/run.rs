@@ -154,6 +154,11 @@ pub struct SampleRecord {
     /// Distinct candidate texts.
     #[serde(default)]
     pub distinct_candidates: u32,
+    /// The strategy's whole trace (candidates, steps such as repair rounds with their
+    /// feedback, pipeline stages), so that a run can be studied after the fact; `None` for a
+    /// sample the backend failed to answer. A replay carries the recorded trace unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Outcome>,
 }
 
 fn backend_error() -> Verdict {
@@ -353,6 +358,7 @@ fn empty_record(key: SampleKey, seed: u64, detail: Option<String>) -> SampleReco
         generation_tokens_per_s: None,
         candidates: 0,
         distinct_candidates: 0,
+        trace: None,
     }
 }
 
@@ -578,6 +584,7 @@ fn record_of(
         generation_tokens_per_s: usage.generation_tokens_per_second(),
         candidates: outcome.candidates.len() as u32,
         distinct_candidates: distinct.len() as u32,
+        trace: Some(outcome.clone()),
         ..empty_record(key, seed, None)
     }
 }

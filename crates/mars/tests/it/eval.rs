@@ -461,3 +461,57 @@ async fn resume_after_a_killed_run_gives_the_same_report() {
     assert!(err.to_string().contains("strategy reread"), "{err}");
     std::fs::remove_file(&path).unwrap();
 }
+
+#[tokio::test]
+async fn each_record_carries_its_strategy_trace_through_the_journal_and_a_replay() {
+    let grader = grader().await;
+    let tasks = builtin(TaskSet::Seed);
+    let client = scripted_model(false);
+    let config = config("best_of_n", 1);
+    let records = run_matrix(
+        AnswerSource::Model(&client),
+        &grader,
+        &tasks,
+        &config,
+        &HashSet::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let trace = r.trace.as_ref().expect("a generated sample has a trace");
+        assert_eq!(trace.strategy, "best_of_n");
+        assert_eq!(trace.answer, r.answer);
+        assert_eq!(trace.usage.model_calls, r.model_calls);
+        assert_eq!(trace.candidates.len() as u32, r.candidates);
+        assert!(
+            trace
+                .candidates
+                .iter()
+                .all(|c| matches!(c.score, mars::strategies::Score::Judge { rating, .. } if rating == 8.0)),
+            "{trace:#?}"
+        );
+    }
+    let journal: String = records
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap() + "\n")
+        .collect();
+    let rows = parse_replay(&journal).unwrap();
+    let replayed = run_matrix(
+        AnswerSource::Replay(&rows),
+        &grader,
+        &tasks,
+        &config,
+        &HashSet::new(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(replayed.len(), 2);
+    for r in &replayed {
+        let original = records.iter().find(|o| o.key() == r.key()).unwrap();
+        assert_eq!(r.trace, original.trace);
+        assert_eq!(r.verdict, original.verdict);
+    }
+}

@@ -17,7 +17,8 @@
 //! original conversation, the chain's last code as the assistant's reply (fenced, without the
 //! prose around it: [`code_turn`]), and the fixed repair
 //! prompt of [`repair_message`] with the verifier's [`Feedback`](super::feedback::Feedback)
-//! rendered by [`render_feedback`]; the reply is checked in turn. The first round in which a
+//! rendered by [`render_feedback`], after [`CUT_OFF_NOTE`] when that code's generation stopped at
+//! the token limit; the reply is checked in turn. The first round in which a
 //! chain passes ends the run, and the passing candidate of the lowest chain wins; when none
 //! passes, the best score over every attempt wins (ties to the shorter, then the earlier).
 //!
@@ -67,12 +68,18 @@ use super::sampling::{
 use super::selection::Verifier;
 use super::trace::{Candidate, FailurePolicy, Outcome, Score, Step};
 use super::wrapper::{Algorithm, Configured, StrategyClient};
-use crate::client::{BatchRequest, ChatRequest, Message, SamplingOptions};
+use crate::client::{BatchRequest, ChatRequest, FinishReason, Message, SamplingOptions};
 use crate::error::{Error, Result};
 
 /// The fixed part of the repair prompt, after the feedback (see [`repair_message`]).
 pub const DEFAULT_REPAIR_INSTRUCTION: &str = "Fix the code so that it does what the task asks \
      and passes the examples. Reply with the complete corrected code in one code block.";
+
+/// Put before the feedback when the attempt's generation stopped at the token limit: the
+/// compiler's complaint about the cut-off code (an unclosed delimiter, say) is then a symptom, and
+/// the fix the model needs is a shorter answer.
+pub const CUT_OFF_NOTE: &str = "Your reply was cut off at the token limit before the code was \
+     complete. Write a shorter solution that fits.";
 
 /// Most repair rounds a configuration may ask for.
 pub const MAX_ROUNDS: usize = 16;
@@ -233,7 +240,8 @@ impl Algorithm for RepairConfig {
             })
             .collect();
         let mut steps = Vec::new();
-        let mut last: Vec<Option<Verification>> = vec![None; chains.len()];
+        // The feedback each chain's last attempt got, as the model will see it.
+        let mut last: Vec<Option<String>> = vec![None; chains.len()];
         let fresh: Vec<usize> = (0..chains.len()).filter(|&c| chains[c].open).collect();
         let mut passed = self
             .check(
@@ -260,10 +268,7 @@ impl Algorithm for RepairConfig {
             for &c in &open {
                 let attempt = chains[c].attempts.last().copied().unwrap_or_default();
                 let previous = candidates.get(attempt).map_or("", |a| a.text.as_str());
-                let feedback = last[c]
-                    .as_ref()
-                    .map(|v| feedback_text(v, self.pass_score))
-                    .unwrap_or_default();
+                let feedback = last[c].clone().unwrap_or_default();
                 let seed_base = samples
                     .get(c)
                     .and_then(|s| s.seed)
@@ -332,7 +337,7 @@ impl RepairConfig {
         fresh: &[usize],
         chains: &[Chain],
         candidates: &mut [Candidate],
-        last: &mut [Option<Verification>],
+        last: &mut [Option<String>],
         steps: &mut Vec<Step>,
     ) -> Option<usize> {
         let indices: Vec<(usize, usize)> = fresh
@@ -359,11 +364,20 @@ impl RepairConfig {
                 None if ok => "passed",
                 None => "failed",
             };
-            let text = if ok {
-                "passed".to_owned()
-            } else {
-                feedback_text(&verification, self.pass_score)
+            let cut_off = candidates
+                .get(index)
+                .is_some_and(|c| c.finish_reason == Some(FinishReason::Length));
+            let text = match (ok, cut_off) {
+                (true, _) => "passed".to_owned(),
+                (false, false) => feedback_text(&verification, self.pass_score),
+                (false, true) => format!(
+                    "{CUT_OFF_NOTE}\n\n{}",
+                    feedback_text(&verification, self.pass_score)
+                ),
             };
+            if let Some(slot) = last.get_mut(c) {
+                *slot = Some(text.clone());
+            }
             steps.push(Step::record(
                 format!("chain {c} attempt {attempt}"),
                 text,
@@ -376,9 +390,6 @@ impl RepairConfig {
             }
             if ok && passed.is_none() {
                 passed = Some(index);
-            }
-            if let Some(slot) = last.get_mut(c) {
-                *slot = Some(verification);
             }
         }
         passed

@@ -122,6 +122,51 @@ async fn the_repair_prompt_shows_the_feedback_after_the_failed_code() {
 }
 
 #[tokio::test]
+async fn code_cut_off_at_the_token_limit_is_named_before_the_compiler_error() {
+    // The first answer stops at the token limit; its repair (a complete answer) does not.
+    let client = ScriptedClient::from_fn(|i, _| {
+        if i == 0 {
+            Turn::text("a0").with_finish_reason(FinishReason::Length)
+        } else {
+            Turn::text("a1")
+        }
+    });
+    let outcome = Repair::new(&client, config(1, 2, &[]))
+        .unwrap()
+        .run(ask())
+        .await
+        .unwrap();
+    let requests = client.requests();
+    assert_eq!(requests.len(), 3);
+    let compile_error = "The code does not compile. The first compiler error is:\n\
+                         error[E0308]: mismatched types in ";
+    // The cut-off attempt's feedback leads with the note; the complete one's does not.
+    assert_eq!(
+        requests[1].last_user_message(),
+        Some(
+            repair_message(
+                &format!("{CUT_OFF_NOTE}\n\n{compile_error}a0\nat line 2 of the code: `n`"),
+                DEFAULT_REPAIR_INSTRUCTION
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        requests[2].last_user_message(),
+        Some(
+            repair_message(
+                &format!("{compile_error}a1\nat line 2 of the code: `n`"),
+                DEFAULT_REPAIR_INSTRUCTION
+            )
+            .as_str()
+        )
+    );
+    // The trace shows the feedback as the model saw it.
+    assert!(outcome.steps[0].text.starts_with(CUT_OFF_NOTE));
+    assert!(!outcome.steps[1].text.contains(CUT_OFF_NOTE));
+}
+
+#[tokio::test]
 async fn a_pass_on_the_first_attempt_makes_no_repair_call() {
     let client = model(1);
     let outcome = Repair::new(&client, config(1, 2, &["a0"]))

@@ -685,7 +685,7 @@ pub fn svg(report: &Report) -> String {
         if let Some([x1, y1, x2, y2]) = label.leader {
             let _ = writeln!(
                 out,
-                r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{}" stroke-width="0.8"/>"#,
+                r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{}" stroke-width="0.8" stroke-dasharray="3 2"/>"#,
                 label.text.fill
             );
         }

@@ -9,6 +9,10 @@ use comfy_table::{CellAlignment, Table};
 use crate::eval::grade::Verdict;
 use crate::eval::report::{PassAtK, Report, StrategySummary};
 
+mod svg;
+
+pub use svg::svg;
+
 fn opt(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "–".to_owned(), |v| format!("{v:.decimals$}"))
 }
@@ -207,105 +211,5 @@ pub fn markdown(report: &Report, plot: Option<&str>) -> String {
     for line in &report.recommendations {
         let _ = writeln!(out, "- {line}");
     }
-    out
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// An SVG plot: pass rate (with its 95% interval as a bar) against mean tokens per sample, one
-/// point per strategy.
-pub fn svg(report: &Report) -> String {
-    let (width, height) = (640.0, 400.0);
-    let (left, right, top, bottom) = (70.0, 30.0, 40.0, 50.0);
-    let plot_w = width - left - right;
-    let plot_h = height - top - bottom;
-    let max_tokens = report
-        .strategies
-        .iter()
-        .filter_map(|s| s.mean_total_tokens)
-        .fold(0.0_f64, f64::max)
-        .max(1.0)
-        * 1.15;
-    let x = |tokens: f64| left + tokens / max_tokens * plot_w;
-    let y = |rate: f64| top + (1.0 - rate) * plot_h;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="14">Pass rate vs mean tokens per sample ({})</text>"#,
-        width / 2.0,
-        xml_escape(&report.backend.model)
-    );
-    for i in 0..=4 {
-        let rate = f64::from(i) / 4.0;
-        let _ = writeln!(
-            out,
-            r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">{4:.0}%</text>"##,
-            y(rate),
-            width - right,
-            left - 6.0,
-            y(rate) + 4.0,
-            rate * 100.0
-        );
-    }
-    for i in 0..=4 {
-        let tokens = max_tokens * f64::from(i) / 4.0;
-        let _ = writeln!(
-            out,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{:.0}</text>"#,
-            x(tokens),
-            height - bottom + 16.0,
-            tokens
-        );
-    }
-    let _ = writeln!(
-        out,
-        r#"<line x1="{left}" y1="{0}" x2="{1}" y2="{0}" stroke="black"/><line x1="{left}" y1="{top}" x2="{left}" y2="{0}" stroke="black"/>"#,
-        height - bottom,
-        width - right
-    );
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="{}" text-anchor="middle">mean tokens per sample (prompt + completion)</text>"#,
-        left + plot_w / 2.0,
-        height - 12.0
-    );
-    let _ = writeln!(
-        out,
-        r#"<text x="16" y="{0}" text-anchor="middle" transform="rotate(-90 16 {0})">pass rate (95% Wilson interval)</text>"#,
-        top + plot_h / 2.0
-    );
-    const COLOURS: [&str; 6] = [
-        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
-    ];
-    for (i, s) in report.strategies.iter().enumerate() {
-        let Some(tokens) = s.mean_total_tokens else {
-            continue;
-        };
-        let colour = COLOURS[i % COLOURS.len()];
-        let (cx, cy) = (x(tokens), y(s.pass.rate));
-        let _ = writeln!(
-            out,
-            r#"<line x1="{cx:.1}" y1="{:.1}" x2="{cx:.1}" y2="{:.1}" stroke="{colour}" stroke-width="2"/>"#,
-            y(s.pass.low),
-            y(s.pass.high)
-        );
-        let _ = writeln!(
-            out,
-            r#"<circle cx="{cx:.1}" cy="{cy:.1}" r="5" fill="{colour}"/><text x="{:.1}" y="{:.1}" fill="{colour}">{}</text>"#,
-            cx + 8.0,
-            cy - 6.0,
-            s.strategy.as_str()
-        );
-    }
-    out.push_str("</svg>\n");
     out
 }

@@ -225,7 +225,11 @@ pub(crate) async fn build_backend(args: &Args) -> Result<Built, Box<dyn std::err
     Ok(match args.backend {
         Backend::Scripted => (
             None,
-            remote("scripted", "recorded answers", "--backend scripted".into()),
+            remote(
+                "scripted",
+                args.model.as_deref().unwrap_or("recorded answers"),
+                "--backend scripted".into(),
+            ),
         ),
         Backend::Embedded => {
             let (client, info) = embedded(args, "--backend embedded".into())?;

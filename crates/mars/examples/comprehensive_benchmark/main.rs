@@ -66,7 +66,8 @@ struct Args {
     backend: Backend,
     /// The model. Embedded: a preset name (see --list-models; fetched and verified on first
     /// use) or a GGUF file; default MARS_MODEL, else qwen2.5-coder-0.5b. Ollama and OpenAI: the
-    /// served model's name (required).
+    /// served model's name (required). Scripted: the name the report gives the model that
+    /// recorded the answers (default "recorded answers").
     #[arg(long)]
     model: Option<String>,
     /// Print the model presets, with their size and whether they are cached, and exit.

@@ -506,6 +506,23 @@ async fn multipl_e_rows_replayed_through_scripted_are_graded_right() {
         "{}",
         text(&output)
     );
+    assert_eq!(report["backend"]["model"], "recorded answers");
+    // --model names the model that recorded the answers; the grades stay the same.
+    let named = dir.path("named.json");
+    let mut args = scripted_baseline(&answers, "6");
+    args.extend([
+        "--tasks",
+        &tasks,
+        "--json",
+        &named,
+        "--model",
+        "qwen2.5-coder-0.5b",
+    ]);
+    let output = run(&args).await;
+    expect(&output, 0, &["backend: scripted (qwen2.5-coder-0.5b)"]);
+    let again: Value = serde_json::from_str(&std::fs::read_to_string(&named).unwrap()).unwrap();
+    assert_eq!(again["backend"]["model"], "qwen2.5-coder-0.5b");
+    assert_eq!(again["samples"], report["samples"]);
 }
 
 /// An OpenAI stream that answers `text`.

@@ -69,9 +69,27 @@ def first_error(feedback):
     return feedback.splitlines()[0].strip() if feedback else ""
 
 
+REPAIR_KEYS = (
+    "samples",
+    "model calls",
+    "first answer passed the verifier",
+    "  ... and the hidden tests",
+    "  ... but failed the hidden tests",
+    "first answer failed the verifier",
+    "  repaired: a later attempt passed the verifier",
+    "    ... and the hidden tests",
+    "    ... but failed the hidden tests",
+    "  not repaired within the rounds",
+    "repair attempts",
+    "  attempt returned the same code as before",
+    "  attempt failed with the same first error as before",
+    "no trace (backend error)",
+)
+
+
 def repair_rounds(rows):
-    """Counts over repair samples, read from the attempts in each trace."""
-    stats = Counter()
+    """Counts over repair samples, read from the attempts in each trace, in REPAIR_KEYS order."""
+    stats = Counter({k: 0 for k in REPAIR_KEYS})
     for r in rows:
         trace = r.get("trace")
         if not trace:
@@ -101,8 +119,16 @@ def repair_rounds(rows):
     return stats
 
 
+CODET_KEYS = (
+    "samples",
+    "generated tests parsed",
+    "samples with no usable generated test",
+    "samples where no candidate passed any test",
+)
+
+
 def codet_tests(rows):
-    stats = Counter()
+    stats = Counter({k: 0 for k in CODET_KEYS})
     for r in rows:
         trace = r.get("trace")
         if not trace:

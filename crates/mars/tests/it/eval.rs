@@ -520,7 +520,11 @@ async fn each_record_carries_its_strategy_trace_through_the_journal_and_a_replay
 fn recorded_floats_read_back_exactly_so_a_replay_is_byte_for_byte() {
     // Values taken from a study's journal: without exact float parsing they came back one
     // unit in the last place off, and the regraded report's JSON differed from the original.
-    for value in [39.648867587589564_f64, 14969.575542999999, 13474.487162000001] {
+    for value in [
+        39.648867587589564_f64,
+        14969.575542999999,
+        13474.487162000001,
+    ] {
         let line = serde_json::json!({
             "task_id": "prime_check", "strategy": "baseline", "sample": 0,
             "answer": "", "latency_ms": value, "generation_tokens_per_s": value

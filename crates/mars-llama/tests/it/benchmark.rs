@@ -4,11 +4,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use mars::FinishReason;
 use mars::eval::grade::{Grader, Verdict};
 use mars::eval::report::{BackendInfo, Report};
 use mars::eval::run::{AnswerSource, RunConfig, build_strategy, request_for, run_matrix};
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
 use mars::eval::tasks::{TaskSet, builtin};
+use mars::strategies::repair::CUT_OFF_NOTE;
 use mars::strategies::{StrategyName, StrategySpec};
 
 use crate::common::{engine, within};
@@ -156,10 +158,22 @@ async fn repair_runs_in_the_benchmark_on_the_embedded_model() {
     for (i, step) in outcome.steps.iter().enumerate() {
         let last = i + 1 == outcome.steps.len();
         // Every check but the last failed (else the run would have stopped there), and a
-        // failed check's text is the feedback the next repair prompt showed.
+        // failed check's text is the feedback the next repair prompt showed: led by the
+        // cut-off note exactly when that attempt stopped at the token limit.
         if !last {
             assert_ne!(step.text, "passed", "{outcome:#?}");
-            assert!(step.text.starts_with("The "), "{}", step.text);
+            let cut_off = outcome.candidates[i].finish_reason == Some(FinishReason::Length);
+            let feedback = match step.text.strip_prefix(CUT_OFF_NOTE) {
+                Some(rest) => {
+                    assert!(cut_off, "{outcome:#?}");
+                    rest.trim_start()
+                }
+                None => {
+                    assert!(!cut_off, "{outcome:#?}");
+                    step.text.as_str()
+                }
+            };
+            assert!(feedback.starts_with("The "), "{}", step.text);
         }
     }
 }

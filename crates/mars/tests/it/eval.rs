@@ -462,22 +462,25 @@ async fn resume_after_a_killed_run_gives_the_same_report() {
     std::fs::remove_file(&path).unwrap();
 }
 
+/// The whole matrix, from nothing recorded.
+async fn run_all(
+    source: AnswerSource<'_>,
+    grader: &Grader,
+    tasks: &[Task],
+    config: &RunConfig,
+) -> Vec<SampleRecord> {
+    run_matrix(source, grader, tasks, config, &HashSet::new(), |_| {})
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn each_record_carries_its_strategy_trace_through_the_journal_and_a_replay() {
     let grader = grader().await;
     let tasks = builtin(TaskSet::Seed);
     let client = scripted_model(false);
     let config = config("best_of_n", 1);
-    let records = run_matrix(
-        AnswerSource::Model(&client),
-        &grader,
-        &tasks,
-        &config,
-        &HashSet::new(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let records = run_all(AnswerSource::Model(&client), &grader, &tasks, &config).await;
     assert_eq!(records.len(), 2);
     for r in &records {
         let trace = r.trace.as_ref().expect("a generated sample has a trace");
@@ -498,16 +501,7 @@ async fn each_record_carries_its_strategy_trace_through_the_journal_and_a_replay
         .map(|r| serde_json::to_string(r).unwrap() + "\n")
         .collect();
     let rows = parse_replay(&journal).unwrap();
-    let replayed = run_matrix(
-        AnswerSource::Replay(&rows),
-        &grader,
-        &tasks,
-        &config,
-        &HashSet::new(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let replayed = run_all(AnswerSource::Replay(&rows), &grader, &tasks, &config).await;
     assert_eq!(replayed.len(), 2);
     for r in &replayed {
         let original = records.iter().find(|o| o.key() == r.key()).unwrap();

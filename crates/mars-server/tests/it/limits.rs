@@ -307,40 +307,23 @@ async fn upstream_bodies_are_read_only_up_to_their_cap() {
     use mars_server::upstream::{MAX_ERROR_BYTES, error_text, read_capped};
     let h = Harness::start().await;
     let url = format!("{}/api/chat", h.fake.url());
-    let huge = h
-        .client
-        .post(&url)
-        .json(&chat("llama3", "HUGE", false))
-        .send()
-        .await
-        .unwrap();
+    // The fake upstream answers the prompt directly (not through the proxy).
+    let ask = |prompt: &str| {
+        h.client
+            .post(&url)
+            .json(&chat("llama3", prompt, false))
+            .send()
+    };
+    let huge = ask("HUGE").await.unwrap();
     let (bytes, more) = read_capped(huge, 1024).await.unwrap();
     assert_eq!((bytes.len(), more), (1024, true));
-    let small = h
-        .client
-        .post(&url)
-        .json(&chat("llama3", "hello", false))
-        .send()
-        .await
-        .unwrap();
+    let small = ask("hello").await.unwrap();
     let (bytes, more) = read_capped(small, 1024).await.unwrap();
     assert!(!more && serde_json::from_slice::<Value>(&bytes).is_ok());
-    let failed = h
-        .client
-        .post(&url)
-        .json(&chat("llama3", "FAIL500", false))
-        .send()
-        .await
-        .unwrap();
+    let failed = ask("FAIL500").await.unwrap();
     assert_eq!(error_text(failed).await, "boom");
     // A huge answer read as error text keeps its first 64 KiB.
-    let huge = h
-        .client
-        .post(&url)
-        .json(&chat("llama3", "HUGE", false))
-        .send()
-        .await
-        .unwrap();
+    let huge = ask("HUGE").await.unwrap();
     let text = error_text(huge).await;
     assert!(text.len() <= MAX_ERROR_BYTES + 8 && text.ends_with(" [...]"));
 }

@@ -290,16 +290,7 @@ async fn a_backend_failing_on_some_samples_is_recorded_not_fatal() {
     let tasks = builtin(TaskSet::Seed);
     let client = scripted_model(true);
     let config = config("baseline", 4);
-    let records = run_matrix(
-        AnswerSource::Model(&client),
-        &grader,
-        &tasks,
-        &config,
-        &HashSet::new(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let records = run_all(AnswerSource::Model(&client), &grader, &tasks, &config).await;
     assert_eq!(records.len(), 8);
     let failed: Vec<_> = records
         .iter()
@@ -345,16 +336,7 @@ async fn replay_report(rows: &HashMap<mars::eval::run::SampleKey, SampleRecord>)
     let grader = grader().await;
     let tasks = builtin(TaskSet::Seed);
     let config = config("baseline,reread", 3);
-    let records = run_matrix(
-        AnswerSource::Replay(rows),
-        &grader,
-        &tasks,
-        &config,
-        &HashSet::new(),
-        |_| {},
-    )
-    .await
-    .unwrap();
+    let records = run_all(AnswerSource::Replay(rows), &grader, &tasks, &config).await;
     Report::build(backend(), config, &tasks, "test".into(), records)
 }
 

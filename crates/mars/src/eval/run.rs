@@ -535,7 +535,7 @@ async fn generate(
     let outcome = strategy.run(request_for(task, config, seed)).await;
     let latency = started.elapsed();
     match outcome {
-        Ok(outcome) => Ok(record_of(key, seed, &outcome, latency)),
+        Ok(outcome) => Ok(record_of(key, seed, outcome, latency)),
         Err(err) => {
             let mut record = empty_record(key, seed, Some(first_line(&err.to_string())));
             record.latency_ms = latency.as_secs_f64() * 1e3;
@@ -556,7 +556,7 @@ fn first_line(text: &str) -> String {
 fn record_of(
     key: SampleKey,
     seed: u64,
-    outcome: &Outcome,
+    outcome: Outcome,
     latency: std::time::Duration,
 ) -> SampleRecord {
     let usage = &outcome.usage;
@@ -573,6 +573,7 @@ fn record_of(
         }
         _ => None,
     };
+    let distinct = distinct.len() as u32;
     SampleRecord {
         seed,
         answer: outcome.answer.clone(),
@@ -583,8 +584,8 @@ fn record_of(
         model_calls: usage.model_calls,
         generation_tokens_per_s: usage.generation_tokens_per_second(),
         candidates: outcome.candidates.len() as u32,
-        distinct_candidates: distinct.len() as u32,
-        trace: Some(outcome.clone()),
+        distinct_candidates: distinct,
+        trace: Some(outcome),
         ..empty_record(key, seed, None)
     }
 }

@@ -367,13 +367,15 @@ impl RepairConfig {
             let cut_off = candidates
                 .get(index)
                 .is_some_and(|c| c.finish_reason == Some(FinishReason::Length));
-            let text = match (ok, cut_off) {
-                (true, _) => "passed".to_owned(),
-                (false, false) => feedback_text(&verification, self.pass_score),
-                (false, true) => format!(
-                    "{CUT_OFF_NOTE}\n\n{}",
-                    feedback_text(&verification, self.pass_score)
-                ),
+            let text = if ok {
+                "passed".to_owned()
+            } else {
+                let feedback = feedback_text(&verification, self.pass_score);
+                if cut_off {
+                    format!("{CUT_OFF_NOTE}\n\n{feedback}")
+                } else {
+                    feedback
+                }
             };
             if let Some(slot) = last.get_mut(c) {
                 *slot = Some(text.clone());

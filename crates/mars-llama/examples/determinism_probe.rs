@@ -20,7 +20,8 @@
 //! ```text
 //! cargo run --release -p mars-llama --example determinism_probe -- [--model PRESET-OR-GGUF]
 //!     [--unified] [--type-v f16|q8_0] [--threads 2] [--other-threads 1] [--others 3]
-//!     [--chunk 128] [--prompt-repeat 20] [--steps 48] [--context 2048]
+//!     [--chunk 128] [--prompt-repeat 20] [--steps 48] [--context 2048] [--no-repack]
+//!     [--separate-prefill]
 //! ```
 #![allow(clippy::print_stdout)]
 
@@ -83,6 +84,13 @@ struct Args {
     /// Context window per sequence, in tokens.
     #[arg(long, default_value_t = 2048)]
     context: u32,
+    /// Keep every weight in the plain CPU buffer: no repacked (\"extra buffer type\") kernels.
+    #[arg(long)]
+    no_repack: bool,
+    /// In the mixed run, give each of the probe's prompt chunks a `llama_decode` call of its
+    /// own; only decoded tokens share calls.
+    #[arg(long)]
+    separate_prefill: bool,
 }
 
 const OTHER_PROMPTS: [&str; 4] = [
@@ -122,7 +130,11 @@ fn main() -> Result<()> {
     send_logs_to_tracing(LogOptions::default());
     let path = mars_llama::model::resolve_model(args.model.as_deref())?;
     let backend = LlamaBackend::init()?;
-    let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default())?;
+    let mut params = std::pin::pin!(LlamaModelParams::default());
+    if args.no_repack {
+        params.as_mut().add_cpu_buft_override(c".");
+    }
+    let model = LlamaModel::load_from_file(&backend, &path, &params)?;
     let line = "The quick brown fox jumps over the lazy dog while the river runs to the sea. ";
     let text = format!(
         "Summarize this text in one word.\n\n{}",
@@ -284,6 +296,15 @@ impl<'a> Probe<'a> {
                 let token = forced.get(step).copied().ok_or("too few forced tokens")?;
                 batch.add(token, (prompt.len() + step) as i32, &[0], true)?;
                 probe_idx = Some(batch.n_tokens() - 1);
+            }
+            // With --separate-prefill, a prompt chunk gets a `llama_decode` call of its own and
+            // only decoded tokens ride together.
+            if self.args.separate_prefill && digests.is_empty() {
+                ctx.decode(&mut batch)?;
+                if let Some(idx) = probe_idx.take() {
+                    digests.push(digest(&ctx, idx).0);
+                }
+                batch.clear();
             }
             let first_other = batch.n_tokens();
             for other in &live {

@@ -12,9 +12,10 @@
 //!
 //! The later runs feed the tokens the first run chose, so any difference is a difference in
 //! the logits, not a divergence of texts. The first run also times prompt evaluation and decoding.
-//! The KV layout (`--unified`: one stream for all sequences, as the engine has it today), the V
-//! cache type (`--type-v q8_0`: K and V of different types, which sends llama.cpp's CPU flash
-//! attention down its one-row-at-a-time path) and the thread counts are flags;
+//! The KV layout (`--unified`: one stream for all sequences, the engine's layout before
+//! continuous batching), the V cache type (`--type-v q8_0`: K and V of different types, which
+//! sends llama.cpp's CPU flash attention down its one-row-at-a-time path; the engine's choice)
+//! and the thread counts are flags;
 //! `GGML_CPU_TILED_MM=0` in the environment turns off ggml's tiled K-quant matmul.
 //!
 //! ```text
@@ -56,8 +57,8 @@ struct Args {
     /// A preset name or a GGUF path (default: MARS_MODEL, else the default preset).
     #[arg(long)]
     model: Option<String>,
-    /// One KV stream shared by all sequences, as the engine has it today (default: one stream
-    /// per sequence).
+    /// One KV stream shared by all sequences, the engine's layout before continuous batching
+    /// (default: one stream per sequence, as the engine has it now).
     #[arg(long)]
     unified: bool,
     /// The V cache type; with q8_0, K (F16) and V differ.

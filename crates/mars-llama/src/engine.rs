@@ -2,6 +2,7 @@
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Sender, sync_channel};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::model::resolve_model;
 use crate::prompt::default_system_prompt;
 use crate::shared::Shared;
-use crate::worker::{self, Job, Settings, Sink};
+use crate::worker::{self, Counters, Job, Settings, Sink};
 
 /// How to load and run a model. Plain data; [`LlamaConfig::new`] fills in the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,22 +29,32 @@ pub struct LlamaConfig {
     pub model: PathBuf,
     /// Decode threads; `None` uses every available core.
     pub threads: Option<NonZeroUsize>,
-    /// Context window in tokens, shared by all sequences of a batch; capped at the model's
-    /// training context.
+    /// Context window of each slot in tokens (prompt and answer); capped at the model's
+    /// training context. Each slot has a KV stream of its own of this size.
     pub context_size: u32,
-    /// Most sequences decoded together; larger batches run in groups of this size.
-    pub max_sequences: u32,
-    /// Most prompt tokens evaluated per llama.cpp call.
+    /// Sequences decoded together: requests and samples beyond this wait in a fair queue.
+    pub slots: u32,
+    /// Prompt tokens per llama.cpp call. Every prompt is evaluated in blocks of this size from
+    /// its first token; a block is also the unit of prefix reuse.
     pub batch_size: u32,
+    /// Reuse the KV cells of earlier or running prompts that share whole blocks (or the whole
+    /// prompt) with a new one. Without it, only the samples of one request share their
+    /// prompt's cells. Results are the same either way; only time differs.
+    pub prefix_cache: bool,
+    /// The same request and seed give the same text whatever runs beside it: a decode call
+    /// carries the next tokens of at most 3 sequences (llama.cpp's CPU kernels change a row's
+    /// arithmetic from 4 rows on). When false, every running sequence shares one call, which
+    /// is faster with many concurrent requests, and a text may then depend on what ran beside.
+    pub deterministic: bool,
 }
 
 impl LlamaConfig {
-    /// Default context window.
-    pub const DEFAULT_CONTEXT_SIZE: u32 = 8192;
-    /// Default bound on sequences decoded together.
-    pub const DEFAULT_MAX_SEQUENCES: u32 = 16;
-    /// Default prompt chunk.
-    pub const DEFAULT_BATCH_SIZE: u32 = 512;
+    /// Default context window of a slot.
+    pub const DEFAULT_CONTEXT_SIZE: u32 = 4096;
+    /// Default number of slots.
+    pub const DEFAULT_SLOTS: u32 = 8;
+    /// Default prompt block.
+    pub const DEFAULT_BATCH_SIZE: u32 = 128;
 
     /// The defaults for this model: a preset name or a GGUF path.
     pub fn new(model: impl Into<PathBuf>) -> Self {
@@ -51,34 +62,63 @@ impl LlamaConfig {
             model: model.into(),
             threads: None,
             context_size: Self::DEFAULT_CONTEXT_SIZE,
-            max_sequences: Self::DEFAULT_MAX_SEQUENCES,
+            slots: Self::DEFAULT_SLOTS,
             batch_size: Self::DEFAULT_BATCH_SIZE,
+            prefix_cache: true,
+            deterministic: true,
         }
     }
 }
 
 /// The embedded llama.cpp backend.
 ///
-/// Loads a GGUF once; one worker thread owns the llama.cpp context and serves requests in
-/// order, so the async runtime is never blocked and concurrent requests are safe (they queue).
-/// The model's own chat template renders the conversation (with its default system prompt when
-/// the request has none). Every sampling option is honoured; options left `None` take
-/// llama-server's defaults (see [`crate::sampling`]).
+/// Loads a GGUF once; one worker thread owns the llama.cpp context, so the async runtime is
+/// never blocked. The model's own chat template renders the conversation (with its default
+/// system prompt when the request has none). Every sampling option is honoured; options left
+/// `None` take llama-server's defaults (see [`crate::sampling`]).
 ///
-/// [`ModelClient::complete_batch`] evaluates the prompt once, copies its KV cells to every
-/// sequence and decodes all samples together, one batch per step, each with its own seeded
-/// sampler. Results are deterministic: nothing is cached between requests, so the same request
-/// and seed give the same text whatever ran before. Usage durations that a batch shares (the
-/// prompt evaluation, each decode step) are divided among the samples that shared them, so
-/// summing the samples' usage gives the true time.
+/// Requests are decoded together (continuous batching): every running sample is a sequence in
+/// one decode loop, with its own seeded sampler, stop strings and token limit, up to
+/// [`LlamaConfig::slots`] at once; more wait in a queue served round-robin across requests.
+/// New requests join between decode steps; a finished sample, or a dropped stream, frees its
+/// slot before the next step. [`ModelClient::complete_batch`] is one prompt with several
+/// samples: the prompt is evaluated once and its cells copied to the others.
+///
+/// Prompts are evaluated in blocks of [`LlamaConfig::batch_size`] tokens, and a new prompt
+/// reuses the cells of whole blocks it shares with a prompt evaluated earlier or running (or
+/// all of an identical prompt), least recently used evicted first; see
+/// [`LlamaConfig::prefix_cache`]. Results are deterministic (unless
+/// [`LlamaConfig::deterministic`] is turned off): the same request and seed give the same text
+/// whatever runs beside it or ran before, with or without reuse. This holds on the CPU backend,
+/// where it is tested; llama.cpp's CUDA kernels (feature `cuda`) have not been checked. Usage durations that samples share (a
+/// prompt's evaluation, each decode step) are divided among them, so summing the samples'
+/// usage gives the true time.
 ///
 /// `completion_tokens` counts the generated tokens that make up the text (including those of a
 /// stop string, which were generated, but not the end-of-generation token).
 pub struct LlamaEngine {
     shared: Arc<Shared>,
+    counters: Arc<Counters>,
     jobs: Sender<Job>,
     threads: usize,
+    slots: u32,
     context_size: u32,
+}
+
+/// What the engine has done since it was loaded: see [`LlamaEngine::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Prompt tokens evaluated by the model.
+    pub prompt_tokens_evaluated: u64,
+    /// Prompt tokens whose cells were copied from an earlier or running prompt instead.
+    pub prompt_tokens_reused: u64,
+    /// `llama_decode` calls for generated tokens (each carries the next token of one or more
+    /// running sequences).
+    pub decode_calls: u64,
+    /// Tokens decoded by those steps.
+    pub decoded_tokens: u64,
+    /// The most sequences one call decoded together.
+    pub most_sequences_in_a_call: u64,
 }
 
 impl std::fmt::Debug for LlamaEngine {
@@ -123,9 +163,11 @@ impl LlamaEngine {
             .map_or(1, NonZeroUsize::get);
         let settings = Settings {
             threads: i32::try_from(threads).unwrap_or(i32::MAX),
-            context_size: config.context_size.min(model.n_ctx_train()).max(1),
-            max_sequences: config.max_sequences.max(1),
+            context_size: config.context_size.min(model.n_ctx_train()).max(2),
+            slots: config.slots.max(1),
             batch_size: config.batch_size.max(1),
+            prefix_cache: config.prefix_cache,
+            deterministic: config.deterministic,
         };
         let shared = Arc::new(Shared {
             model,
@@ -133,17 +175,28 @@ impl LlamaEngine {
             default_system,
             path,
         });
+        let counters = Arc::new(Counters::default());
         let (jobs, receiver) = std::sync::mpsc::channel();
         let (ready_tx, ready_rx) = sync_channel(1);
         let worker_shared = Arc::clone(&shared);
+        let worker_counters = Arc::clone(&counters);
         std::thread::Builder::new()
             .name("mars-llama-decode".into())
-            .spawn(move || worker::run(worker_shared, backend, settings, receiver, ready_tx))
+            .spawn(move || {
+                worker::run(
+                    worker_shared,
+                    worker_counters,
+                    backend,
+                    settings,
+                    receiver,
+                    ready_tx,
+                )
+            })
             .map_err(|e| Error::Engine {
                 operation: "start the decode thread",
                 detail: e.to_string(),
             })?;
-        let context_size = ready_rx.recv().map_err(|_| worker_gone())??;
+        let context_size = ready_rx.recv().map_err(|_| worker_gone())??.context_size;
         tracing::info!(
             path = %shared.path.display(),
             threads,
@@ -152,8 +205,10 @@ impl LlamaEngine {
         );
         Ok(LlamaEngine {
             shared,
+            counters,
             jobs,
             threads,
+            slots: settings.slots,
             context_size,
         })
     }
@@ -168,9 +223,28 @@ impl LlamaEngine {
         self.threads
     }
 
-    /// The context window in tokens, as llama.cpp sized it (it rounds the configured size up).
+    /// The context window of one slot in tokens, as llama.cpp sized it (it rounds the
+    /// configured size up).
     pub fn context_size(&self) -> u32 {
         self.context_size
+    }
+
+    /// Sequences decoded together.
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// Counters of the work done so far.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.counters;
+        let read = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        EngineStats {
+            prompt_tokens_evaluated: read(&c.prompt_tokens_evaluated),
+            prompt_tokens_reused: read(&c.prompt_tokens_reused),
+            decode_calls: read(&c.decode_calls),
+            decoded_tokens: read(&c.decoded_tokens),
+            most_sequences_in_a_call: read(&c.most_sequences_in_a_call),
+        }
     }
 
     /// The system prompt used when a request has none (the chat template's default).
@@ -234,7 +308,7 @@ impl ModelClient for LlamaEngine {
     }
 
     /// Decodes the samples together (see the type's documentation); `batch.concurrency` does
-    /// not apply, the engine decodes up to [`LlamaConfig::max_sequences`] at once.
+    /// not apply, the engine decodes up to [`LlamaConfig::slots`] sequences at once.
     fn complete_batch(&self, batch: BatchRequest) -> BoxFuture<'_, Vec<mars::Result<Completion>>> {
         Box::pin(async move {
             let n = batch.samples.len();

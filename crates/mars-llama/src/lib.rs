@@ -36,5 +36,5 @@ mod shared;
 mod text;
 mod worker;
 
-pub use engine::{LlamaConfig, LlamaEngine};
+pub use engine::{EngineStats, LlamaConfig, LlamaEngine};
 pub use error::{Error, Result};

@@ -11,7 +11,9 @@ const PROMPT: &str = "Write three sentences about the sea.";
 
 #[tokio::test]
 async fn streams_text_deltas_then_exactly_one_done() {
-    let request = ChatRequest::new(PROMPT).with_options(greedy(16));
+    // A prompt no other test sends: its evaluation is not skipped by prefix reuse.
+    let request =
+        ChatRequest::new(format!("{PROMPT} Begin with the tide.")).with_options(greedy(16));
     let events: Vec<_> = within(engine().stream_chat(request).collect()).await;
     let (last, deltas) = events.split_last().expect("no events");
     assert!(!deltas.is_empty(), "no text deltas");

@@ -9,6 +9,7 @@
     clippy::print_stderr
 )]
 
+mod batching;
 mod benchmark;
 mod common;
 mod engine;

@@ -76,7 +76,7 @@ async fn batched_samples_equal_sequential_samples_with_the_same_seeds() {
 #[tokio::test]
 async fn batches_larger_than_the_sequence_bound_run_in_groups() {
     let small = LlamaEngine::load(LlamaConfig {
-        max_sequences: 2,
+        slots: 2,
         threads: std::num::NonZeroUsize::new(THREADS),
         ..LlamaConfig::new(model_path())
     })

@@ -90,9 +90,9 @@ impl LlamaConfig {
 /// [`LlamaConfig::prefix_cache`]. Results are deterministic (unless
 /// [`LlamaConfig::deterministic`] is turned off): the same request and seed give the same text
 /// whatever runs beside it or ran before, with or without reuse. This holds on the CPU backend,
-/// where it is tested; llama.cpp's CUDA kernels (feature `cuda`) have not been checked. Usage durations that samples share (a
-/// prompt's evaluation, each decode step) are divided among them, so summing the samples'
-/// usage gives the true time.
+/// where it is tested; llama.cpp's CUDA kernels (feature `cuda`) have not been checked.
+/// Durations that samples share (a prompt's evaluation, each decode call) are divided among
+/// them in their usage.
 ///
 /// `completion_tokens` counts the generated tokens that make up the text (including those of a
 /// stop string, which were generated, but not the end-of-generation token).

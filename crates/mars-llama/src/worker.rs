@@ -4,7 +4,8 @@
 //! Each of the `slots` sequences has a KV stream of its own (llama.cpp's non-unified cache).
 //! A request's samples wait in a queue served round-robin across requests, take free slots,
 //! have their prompt evaluated, then join one decode loop: each step samples every running
-//! sequence and decodes all their next tokens in one `llama_decode` call. Finished or cancelled
+//! sequence and decodes their next tokens together (at most [`EXACT_ROWS_PER_CALL`] per
+//! `llama_decode` call while `deterministic` is on). Finished or cancelled
 //! sequences free their slot before the next step; new ones join between steps.
 //!
 //! Determinism (the same request and seed give the same text whatever else runs or ran) rests
@@ -381,6 +382,10 @@ impl Worker<'_> {
             );
             self.last_admitted = Some(id);
             if let Err(err) = self.place(sample, &prompt) {
+                // The sample went into `place`: its result is the error.
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.results[index] = Some(Err(err.duplicate().into()));
+                }
                 self.fail_job(id, &err);
             }
         }
@@ -500,8 +505,9 @@ impl Worker<'_> {
     }
 
     /// Moves decoding sequences down into free slots below them, so that the sequences of a
-    /// step have consecutive ids: llama.cpp runs each run of consecutive ids as a separate
-    /// micro-batch, which costs a pass over the weights each.
+    /// step have consecutive ids unless a slot evaluating a prompt sits between them: llama.cpp
+    /// runs each run of consecutive ids as a separate micro-batch, which costs a pass over the
+    /// weights each.
     fn compact(&mut self) {
         loop {
             let Some(high) = self
@@ -511,9 +517,10 @@ impl Worker<'_> {
             else {
                 return;
             };
-            let Some(low) = self.slots[..high]
-                .iter()
-                .position(|s| matches!(s.state, State::Idle))
+            // The least recently used free slot below it: its cached prompt is the one to lose.
+            let Some(low) = (0..high)
+                .filter(|&i| matches!(self.slots[i].state, State::Idle))
+                .min_by_key(|&i| self.slots[i].last_used)
             else {
                 return;
             };
@@ -646,8 +653,7 @@ impl Worker<'_> {
                 .map_err(|e| engine_error("evaluate the prompt", e))
         });
         if let Err(err) = outcome {
-            // The block's cells are in an unknown state: keep only what was done before it.
-            self.slots[i].cached.truncate(done);
+            // The block's cells are in an unknown state: `fail_slot` forgets the stream's cells.
             return self.fail_slot(i, &err);
         }
         let complete = end == job.prompt.len();
@@ -662,8 +668,9 @@ impl Worker<'_> {
         }
         let slot = &mut self.slots[i];
         slot.cached.extend(block);
+        // The logits go with `cached` as it now is: none until the prompt is complete.
+        slot.logits = logits.clone();
         if let Some(logits) = logits {
-            slot.logits = Some(Arc::clone(&logits));
             let state = std::mem::replace(&mut slot.state, State::Idle);
             if let State::Prefill(sample) = state {
                 slot.state = State::Decode(sample, logits);

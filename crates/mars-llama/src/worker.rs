@@ -135,8 +135,7 @@ pub(crate) fn run(
         shared: &shared,
         counters: &counters,
         ctx,
-        step_batch: LlamaBatch::new(slots as usize, 1),
-        prefill_batch: LlamaBatch::new(block, 1),
+        batch: LlamaBatch::new(block.max(slots as usize), 1),
         block,
         context_size: context_size as usize,
         prefix_cache: settings.prefix_cache,
@@ -164,10 +163,8 @@ struct Worker<'m> {
     shared: &'m Shared,
     counters: &'m Counters,
     ctx: LlamaContext<'m>,
-    /// The next token of every decoding sequence, in slot order.
-    step_batch: LlamaBatch<'static>,
-    /// One block of one prompt.
-    prefill_batch: LlamaBatch<'static>,
+    /// One call's tokens: a prompt block, or the next tokens of decoding sequences.
+    batch: LlamaBatch<'static>,
     /// Prompt tokens per call, the unit of prefix reuse.
     block: usize,
     /// Context window of one slot.
@@ -497,11 +494,20 @@ impl Worker<'_> {
         let keep = self.slots[i].cached.len();
         if self.trim(i, keep).is_err() {
             // The cells could not be trimmed: forget them all.
-            let seq = self.slots[i].seq;
-            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-            self.slots[i].cached.clear();
-            self.slots[i].logits = None;
+            self.forget(i);
         }
+    }
+
+    /// Empties slot `i`'s stream and what is known of it.
+    fn forget(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        // Clearing a whole sequence cannot fail in llama.cpp; if it did, `cached` is empty
+        // anyway, so nothing is reused from the stream.
+        let _ = self
+            .ctx
+            .clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+        slot.cached.clear();
+        slot.logits = None;
     }
 
     /// Moves decoding sequences down into free slots below them, so that the sequences of a
@@ -584,18 +590,32 @@ impl Worker<'_> {
         }
     }
 
-    /// Decodes one token for each of `call`'s (slot, token, position) in one `llama_decode`
-    /// call; returns their logits, in order.
-    fn decode_call(&mut self, call: &[(usize, LlamaToken, i32)]) -> Result<Vec<Arc<[f32]>>> {
-        self.step_batch.clear();
-        for &(i, token, position) in call {
-            self.step_batch
-                .add(token, position, &[self.slots[i].seq], true)
+    /// Evaluates `tokens` (token, position, sequence, whether its logits are wanted) in one
+    /// `llama_decode` call.
+    fn decode(
+        &mut self,
+        tokens: &[(LlamaToken, i32, i32, bool)],
+        operation: &'static str,
+    ) -> Result<()> {
+        self.batch.clear();
+        for &(token, position, seq, logits) in tokens {
+            self.batch
+                .add(token, position, &[seq], logits)
                 .map_err(|e| engine_error("fill a batch", e))?;
         }
         self.ctx
-            .decode(&mut self.step_batch)
-            .map_err(|e| engine_error("decode a batch", e))?;
+            .decode(&mut self.batch)
+            .map_err(|e| engine_error(operation, e))
+    }
+
+    /// Decodes one token for each of `call`'s (slot, token, position) in one `llama_decode`
+    /// call; returns their logits, in order.
+    fn decode_call(&mut self, call: &[(usize, LlamaToken, i32)]) -> Result<Vec<Arc<[f32]>>> {
+        let tokens: Vec<_> = call
+            .iter()
+            .map(|&(i, token, position)| (token, position, self.slots[i].seq, true))
+            .collect();
+        self.decode(&tokens, "decode a batch")?;
         let n = call.len() as u64;
         self.counters.decode_calls.fetch_add(1, Ordering::Relaxed);
         self.counters.decoded_tokens.fetch_add(n, Ordering::Relaxed);
@@ -637,32 +657,22 @@ impl Worker<'_> {
         let start = Instant::now();
         let done = self.slots[i].cached.len();
         let end = (done + self.block).min(job.prompt.len());
+        let complete = end == job.prompt.len();
+        let block = job.prompt[done..end].to_vec();
         let seq = self.slots[i].seq;
-        self.prefill_batch.clear();
-        let mut filled = Ok(());
-        for (pos, &token) in job.prompt.iter().enumerate().take(end).skip(done) {
-            filled = filled.and_then(|()| {
-                self.prefill_batch
-                    .add(token, pos as i32, &[seq], pos + 1 == job.prompt.len())
-                    .map_err(|e| engine_error("fill a batch", e))
-            });
-        }
-        let outcome = filled.and_then(|()| {
-            self.ctx
-                .decode(&mut self.prefill_batch)
-                .map_err(|e| engine_error("evaluate the prompt", e))
-        });
-        if let Err(err) = outcome {
+        let tokens: Vec<_> = (done..end)
+            .zip(&block)
+            .map(|(pos, &token)| (token, pos as i32, seq, complete && pos + 1 == end))
+            .collect();
+        if let Err(err) = self.decode(&tokens, "evaluate the prompt") {
             // The block's cells are in an unknown state: `fail_slot` forgets the stream's cells.
             return self.fail_slot(i, &err);
         }
-        let complete = end == job.prompt.len();
-        let block = job.prompt[done..end].to_vec();
         self.counters
             .prompt_tokens_evaluated
             .fetch_add(block.len() as u64, Ordering::Relaxed);
         let logits: Option<Arc<[f32]>> =
-            complete.then(|| Arc::from(self.ctx.get_logits_ith(self.prefill_batch.n_tokens() - 1)));
+            complete.then(|| Arc::from(self.ctx.get_logits_ith(self.batch.n_tokens() - 1)));
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.prompt_time += start.elapsed();
         }
@@ -703,11 +713,8 @@ impl Worker<'_> {
     /// Slot `i`'s sample failed: its result is the error.
     fn fail_slot(&mut self, i: usize, err: &Error) {
         let state = std::mem::replace(&mut self.slots[i].state, State::Idle);
-        // The stream's cells may be half-written: forget them.
-        let seq = self.slots[i].seq;
-        let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
-        self.slots[i].cached.clear();
-        self.slots[i].logits = None;
+        // The stream's cells may be half-written.
+        self.forget(i);
         let (State::Decode(sample, _) | State::Prefill(sample)) = state else {
             return;
         };

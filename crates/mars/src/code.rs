@@ -1,6 +1,7 @@
 //! Code in model answers: fenced blocks, extraction of the function asked for, normalisation for comparing answers.
 
 use serde::{Deserialize, Serialize};
+pub mod examples;
 
 /// Where the extracted code came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

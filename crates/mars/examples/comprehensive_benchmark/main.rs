@@ -21,7 +21,7 @@ use mars::eval::grade::Grader;
 use mars::eval::humaneval;
 use mars::eval::journal::{Journal, OpenMode};
 use mars::eval::render;
-use mars::eval::report::Report;
+use mars::eval::report::{ExamplesSummary, Report};
 use mars::eval::run::{AnswerSource, RunConfig, SampleKey, SampleRecord, load_replay, run_resumed};
 use mars::eval::sandbox::{Sandbox, SandboxConfig};
 use mars::eval::tasks::{self, Task};
@@ -38,6 +38,13 @@ Exit status:
   2  bad configuration or input: a flag, a task or answers file, an output path, or a
      backend that does not answer or lacks the model (nothing is run); or an output that
      could not be written at the end (the other outputs are still written)";
+
+/// A setting that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Backend {
@@ -90,6 +97,11 @@ struct Args {
     /// `a&b`, or the groups `seed` and `all`.
     #[arg(long, default_value = "seed")]
     strategies: String,
+    /// Whether the verifier of `repair`, `codet` and the `_verifier` strategies runs the
+    /// examples each task's prompt shows (`on`), or only compiles candidates (`off`, for
+    /// comparison). Hidden tests are never run by a verifier.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    verifier_examples: Switch,
     /// Print every strategy the registry knows (name, optillm slug, verifier variant) and exit.
     #[arg(long)]
     list_strategies: bool,
@@ -316,6 +328,7 @@ async fn run(args: Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         temperature: args.temperature,
         candidates: args.candidates,
         concurrency: args.concurrency,
+        verifier_examples: args.verifier_examples == Switch::On,
         ..RunConfig::default()
     };
     config.validate()?;
@@ -373,6 +386,20 @@ async fn measure(
         config.max_tokens,
         config.candidates,
         config.seed
+    );
+    let examples = ExamplesSummary::of(tasks, &config);
+    println!(
+        "examples: {} of {} tasks show examples in their prompt ({} examples, {} skipped as not \
+         Rust); the verifier {}",
+        examples.tasks_with_examples,
+        tasks.len(),
+        examples.examples,
+        examples.skipped,
+        if config.verifier_examples {
+            "runs them"
+        } else {
+            "only compiles (--verifier-examples off)"
+        }
     );
 
     let mode = match (args.resume, args.force) {

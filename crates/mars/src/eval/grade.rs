@@ -76,6 +76,9 @@ pub struct Grade {
     /// (feedback on hidden tests would leak them), `None` for [`Tests::Hidden`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<Feedback>,
+    /// How many of the tests reported a pass with their own token (0 when none ran).
+    #[serde(default)]
+    pub tests_passed: u32,
 }
 
 /// Which tests an answer is run against.
@@ -253,6 +256,7 @@ impl Grader {
                 detail: None,
                 code_hash: None,
                 feedback,
+                tests_passed: 0,
             });
         };
         let (head, tests_text, span) = assembly(task, &extracted.code, tests);
@@ -291,6 +295,10 @@ impl Grader {
                         .find(|(_, passed)| !passed)
                         .map(|(path, _)| path.clone())
                 });
+                let tests_passed = outcome.run.as_ref().map_or(0, |run| {
+                    let passed = sealed.passed(&run.stderr.text());
+                    passed.iter().filter(|p| **p).count() as u32
+                });
                 let feedback = (tests == Tests::Visible).then(|| {
                     feedback_of(
                         verdict,
@@ -306,6 +314,7 @@ impl Grader {
                     detail,
                     code_hash: Some(format!("{key:016x}")),
                     feedback,
+                    tests_passed,
                 })
             })
             .await?;

@@ -15,3 +15,4 @@ pub mod run;
 pub mod sandbox;
 pub mod stats;
 pub mod tasks;
+pub mod verify;

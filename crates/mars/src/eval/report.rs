@@ -25,6 +25,36 @@ pub struct BackendInfo {
     pub reason: String,
 }
 
+/// The examples the tasks' prompts show, which a verifier runs (never the hidden tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ExamplesSummary {
+    /// Tasks with at least one visible example.
+    pub tasks_with_examples: u32,
+    /// Visible examples over every task.
+    pub examples: u32,
+    /// Example-like text in the prompts that was skipped (did not parse as Rust, or named
+    /// something the prompt does not define).
+    pub skipped: u32,
+    /// Whether the verifier ran them (`false`: `--verifier-examples off`, compile only).
+    pub used_by_verifier: bool,
+}
+
+impl ExamplesSummary {
+    /// The summary of `tasks`' visible examples, for a run of `config`.
+    pub fn of(tasks: &[Task], config: &RunConfig) -> Self {
+        let counts: Vec<u32> = tasks
+            .iter()
+            .map(|t| crate::eval::harness::find_tests(&t.visible_tests).len() as u32)
+            .collect();
+        ExamplesSummary {
+            tasks_with_examples: counts.iter().filter(|&&n| n > 0).count() as u32,
+            examples: counts.iter().sum(),
+            skipped: tasks.iter().map(|t| t.skipped_examples).sum(),
+            used_by_verifier: config.verifier_examples,
+        }
+    }
+}
+
 /// Where a strategy's pass rate stands against baseline's in the same run, by their 95% intervals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -129,6 +159,9 @@ pub struct Report {
     pub config: RunConfig,
     /// Task ids, in order.
     pub tasks: Vec<String>,
+    /// The visible examples of the tasks, and whether the verifier ran them.
+    #[serde(default)]
+    pub examples: ExamplesSummary,
     /// The sandbox isolation that grading ran under, in words.
     pub isolation: String,
     /// Per strategy, in the configured order.
@@ -254,6 +287,7 @@ impl Report {
             mars_version: env!("CARGO_PKG_VERSION").to_owned(),
             backend,
             tasks: tasks.iter().map(|t| t.id.clone()).collect(),
+            examples: ExamplesSummary::of(tasks, &config),
             config,
             isolation,
             strategies,

@@ -40,6 +40,14 @@ pub struct RunConfig {
     pub concurrency: usize,
     /// The system prompt of every request.
     pub system_prompt: String,
+    /// Whether the verifier runs the examples a task's prompt shows (`true`, the default) or
+    /// only compiles candidates (`false`: the compile-only check, for comparison).
+    #[serde(default = "examples_on")]
+    pub verifier_examples: bool,
+}
+
+fn examples_on() -> bool {
+    true
 }
 
 impl Default for RunConfig {
@@ -53,6 +61,7 @@ impl Default for RunConfig {
             candidates: 3,
             concurrency: 2,
             system_prompt: "You are an expert Rust programmer. Answer with Rust code only.".into(),
+            verifier_examples: true,
         }
     }
 }
@@ -420,7 +429,8 @@ pub fn request_for(task: &Task, config: &RunConfig, seed: u64) -> ChatRequest {
 /// [`registry`]: `candidates` candidates, the run's temperature,
 /// diverse sampling's and self-consistency's votes counted over the code that defines the
 /// task's entry point, and [`visible_examples_verifier`] for `_verifier` stages and for the
-/// strategies that need a verifier (`repair`, `codet`).
+/// strategies that need a verifier (`repair`, `codet`); without
+/// [`RunConfig::verifier_examples`] that verifier gets no examples and only compiles.
 pub fn build_strategy<'a>(
     spec: &StrategySpec,
     client: &'a dyn ModelClient,
@@ -438,9 +448,13 @@ pub fn build_strategy<'a>(
     let defaults = Defaults {
         n,
         temperature: Some(config.temperature),
-        verifier: spec
-            .uses_verifier()
-            .then(|| visible_examples_verifier(grader.clone(), task.clone())),
+        verifier: spec.uses_verifier().then(|| {
+            let mut task = task.clone();
+            if !config.verifier_examples {
+                task.visible_tests.clear();
+            }
+            visible_examples_verifier(grader.clone(), task)
+        }),
         answer_key: Some(answer_key),
         concurrency: NonZeroUsize::new(config.concurrency.max(n)).unwrap_or(NonZeroUsize::MIN),
     };
@@ -462,7 +476,6 @@ pub fn build_strategy<'a>(
 /// compiles scores 1 with passed feedback (so `repair` stops instead of calling working code
 /// broken).
 pub fn visible_examples_verifier(grader: Grader, task: Task) -> Verifier {
-    use crate::strategies::feedback::{Feedback, Issue, Verification};
     let no_examples = crate::eval::harness::find_tests(&task.visible_tests).is_empty();
     let task = Arc::new(task);
     let (test_grader, test_task) = (grader.clone(), task.clone());
@@ -471,36 +484,8 @@ pub fn visible_examples_verifier(grader: Grader, task: Task) -> Verifier {
         let task = task.clone();
         let candidate = candidate.to_owned();
         async move {
-            match grader.grade(&task, &candidate, Tests::Visible).await {
-                // Compiled, and there was nothing to run.
-                Ok(grade)
-                    if no_examples
-                        && grade.verdict == Verdict::TestFailure
-                        && grade.feedback.as_ref().is_some_and(|f| f.compiled) =>
-                {
-                    Verification {
-                        score: 1.0,
-                        feedback: Some(Feedback::passed()),
-                    }
-                }
-                Ok(grade) => Verification {
-                    score: match grade.verdict {
-                        Verdict::Pass => 1.0,
-                        Verdict::TestFailure => 0.5,
-                        _ => 0.0,
-                    },
-                    feedback: grade.feedback,
-                },
-                Err(err) => Verification {
-                    score: 0.0,
-                    feedback: Some(Feedback {
-                        compiled: false,
-                        issue: Some(Issue::Other {
-                            message: format!("The checker failed: {err}"),
-                        }),
-                    }),
-                },
-            }
+            let grade = grader.grade(&task, &candidate, Tests::Visible).await;
+            crate::eval::verify::verification_of(grade, no_examples)
         }
     })
     .with_tests(move |_request, candidate: &str, tests: &[String]| {

@@ -1,9 +1,10 @@
 //! Benchmark tasks: the built-in seed and ladder tasks, and HumanEval-Rust-shaped JSONL files
 //! (read by [`load`], in the `file` submodule).
 //!
-//! Every task has visible examples, shown in its prompt and turned into `visible_tests` (which a
-//! verifier may run), and hidden tests, used only to grade. A verifier must never see
-//! `hidden_tests`.
+//! A task has visible examples, shown in its prompt and turned into `visible_tests` (which a
+//! verifier may run): a built-in task's from its spec, a JSONL row's as its prompt shows them
+//! (none when it shows none). Its hidden tests are used only to grade. A verifier must never
+//! see `hidden_tests`.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,10 @@ pub struct Task {
     pub prelude: String,
     /// `#[test]` functions checking the examples shown in the prompt.
     pub visible_tests: String,
+    /// Example-like text in the prompt that was not made a visible test (it did not parse as
+    /// Rust, or named something the prompt does not define); 0 for built-ins.
+    #[serde(default)]
+    pub skipped_examples: u32,
     /// `#[test]` functions that grade the answer; never shown to the model or to verifiers.
     pub hidden_tests: String,
     /// A known-correct solution, when there is one.
@@ -313,6 +318,7 @@ impl Spec {
             prompt: render_prompt(self),
             prelude: String::new(),
             visible_tests: render_tests("mars_visible_tests", self.signature, self.visible),
+            skipped_examples: 0,
             hidden_tests: render_tests("mars_hidden_tests", self.signature, self.hidden),
             reference: Some(self.reference.to_owned()),
         }

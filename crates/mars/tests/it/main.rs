@@ -10,6 +10,7 @@ mod fetch;
 mod humaneval;
 mod ollama;
 mod openai;
+mod prompt_examples;
 mod proxy;
 mod sandbox;
 mod server;

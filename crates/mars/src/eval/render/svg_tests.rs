@@ -66,6 +66,7 @@ fn report(strategies: Vec<StrategySummary>) -> Report {
         },
         config: RunConfig::default(),
         tasks: vec![],
+        examples: Default::default(),
         isolation: "none".into(),
         strategies,
         cells: vec![],

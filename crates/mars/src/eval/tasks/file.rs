@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::{Task, TaskSet, builtin};
 use crate::code::defines_function;
+use crate::code::examples::{find_examples, render_tests};
 use crate::error::{Error, Result, truncate_for_error};
 
 /// The group names `--tasks` accepts besides a file path. `humaneval-rust` is graded at load,
@@ -57,7 +58,10 @@ pub fn load_jsonl(path: &Path) -> Result<Vec<Task>> {
 /// `tests`), and optionally `entry_point` (else the last function the prompt opens) and
 /// `canonical_solution`. Blank lines are skipped. `origin` (a file name) starts every error,
 /// with the line: a row that does not decode, a duplicate id, a row without tests, a text
-/// without rows. Such rows carry no separate visible examples, so `visible_tests` is empty.
+/// without rows. A row's visible tests are the examples its prompt shows
+/// ([`crate::code::examples::find_examples`]: `>>> f(x)` then the value, `assert_eq!`, `f(x) ==
+/// y`, "`f(x)` returns `y`", ...), never its hidden `test`; a prompt that shows none leaves
+/// `visible_tests` empty (a verifier then only compiles).
 pub fn parse_jsonl(text: &str, origin: &str) -> Result<Vec<Task>> {
     let mut tasks = Vec::new();
     let mut lines_of: HashMap<String, usize> = HashMap::new();
@@ -128,6 +132,7 @@ impl Row {
             return Err(format!("the prompt does not open fn {entry_point}"));
         }
         let hidden_tests = hidden_tests(&test)?;
+        let examples = find_examples(&self.prompt, &entry_point);
         let prompt = format!(
             "Complete this Rust function. Reply with one ```rust code block that contains the \
              complete function, including its signature.\n\n```rust\n{}\n```",
@@ -142,11 +147,15 @@ impl Row {
             entry_point,
             prompt,
             prelude: self.prompt,
-            visible_tests: String::new(),
+            visible_tests: render_tests(VISIBLE_MODULE, &examples.examples),
+            skipped_examples: examples.skipped.len() as u32,
             hidden_tests,
         })
     }
 }
+
+/// The module a row's prompt examples are rendered into.
+const VISIBLE_MODULE: &str = "mars_visible_tests";
 
 /// The name of the last function `prompt` declares.
 fn last_function(prompt: &str) -> Option<String> {

@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::code::CodeChecks;
 use crate::config::ServerConfig;
 use crate::core::AppState;
 use crate::error::{Api, ApiError};
@@ -47,8 +48,18 @@ struct Admission {
 }
 
 impl App {
-    /// The app over `upstreams`; `config` sets the limits.
+    /// The app over `upstreams`, without code strategies; `config` sets the limits.
     pub fn new(config: ServerConfig, upstreams: Vec<Upstream>) -> Self {
+        Self::with_code_checks(config, upstreams, None)
+    }
+
+    /// The app over `upstreams`, serving the code strategies when `code` is given (see
+    /// [`CodeChecks::start`]).
+    pub fn with_code_checks(
+        config: ServerConfig,
+        upstreams: Vec<Upstream>,
+        code: Option<CodeChecks>,
+    ) -> Self {
         let metrics = Arc::new(Metrics::default());
         let gate = Arc::new(Gate::new(config.max_concurrency, Arc::clone(&metrics)));
         let admission = Arc::new(Admission {
@@ -63,7 +74,8 @@ impl App {
             upstreams: Upstreams::new(upstreams),
             gate,
             metrics,
-            servable: AppState::servable_strategies(),
+            servable: AppState::servable_strategies_with(code.is_some()),
+            code,
         });
         App { state, admission }
     }
@@ -338,6 +350,9 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some(code) = &state.code {
+        state.metrics.set_sandbox_runs(code.runs_in_flight());
+    }
     let mut response = state.metrics.render().into_response();
     response.headers_mut().insert(
         "content-type",

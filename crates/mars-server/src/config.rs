@@ -39,6 +39,26 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Gap after which a streaming response sends a keep-alive.
     pub keep_alive: Duration,
+    /// Whether code strategies (`codet`, `repair`, the `_verifier` variants) are served, which
+    /// compile and run model-written code on this host in the sandbox.
+    pub sandbox: SandboxMode,
+    /// Sandbox runs (a candidate's compile and its tests) at once, over every request.
+    pub max_sandbox_runs: usize,
+    /// Sandbox time one request may spend, waiting for a run included; past it, its
+    /// remaining candidates are not checked (and score 0).
+    pub sandbox_budget: Duration,
+}
+
+/// `--sandbox`: whether `mars serve` runs the code strategies' checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SandboxMode {
+    /// Served when the sandbox starts on this host; else not served, and the server says why.
+    #[default]
+    Auto,
+    /// Served; the server does not start without a sandbox.
+    On,
+    /// Not served.
+    Off,
 }
 
 impl Default for ServerConfig {
@@ -59,9 +79,16 @@ impl Default for ServerConfig {
             log_prompts: false,
             shutdown_grace: Duration::from_secs(10),
             keep_alive: Duration::from_secs(10),
+            sandbox: SandboxMode::Auto,
+            max_sandbox_runs: DEFAULT_SANDBOX_RUNS,
+            sandbox_budget: Duration::from_secs(120),
         }
     }
 }
+
+/// The default of `--max-sandbox-runs`. On the project's 2-core machine, candidates checked
+/// at once finished fastest at 2 (README, "Measured": `sandbox_overhead --concurrency`).
+pub const DEFAULT_SANDBOX_RUNS: usize = 2;
 
 /// `mars serve`'s flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -112,6 +139,19 @@ pub struct ServeArgs {
     /// Seconds without output after which a streaming response sends a keep-alive.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub keep_alive: u64,
+    /// Serve the code strategies (codet, repair, bon_verifier and the other _verifier
+    /// variants), which compile and run model-written Rust on this host in the sandbox:
+    /// `auto` when the sandbox starts here, `on` (refuse to start without it), `off`.
+    #[arg(long, value_enum, default_value_t = SandboxMode::Auto)]
+    pub sandbox: SandboxMode,
+    /// Sandbox runs (a candidate's compile and tests) at once, over every request.
+    #[arg(long, default_value_t = DEFAULT_SANDBOX_RUNS as u32,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub max_sandbox_runs: u32,
+    /// Seconds of sandbox time one request may spend (waiting for a run included); past it,
+    /// its remaining candidates are not checked and score 0.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub sandbox_budget: u64,
 }
 
 impl From<ServeArgs> for ServerConfig {
@@ -133,6 +173,9 @@ impl From<ServeArgs> for ServerConfig {
             log_prompts: args.log_prompts,
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             keep_alive: Duration::from_secs(args.keep_alive),
+            sandbox: args.sandbox,
+            max_sandbox_runs: args.max_sandbox_runs as usize,
+            sandbox_budget: Duration::from_secs(args.sandbox_budget),
         }
     }
 }

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use mars::eval::verify::VerifyCounts;
 use mars::strategies::registry::{self, Defaults, StrategyName};
 use mars::{ChatRequest, Completion, EventStream, ModelClient, StreamEvent, Usage};
 use tokio::time::Instant;
 
+use crate::code::{CodeChecks, VerifyGuard};
 use crate::config::ServerConfig;
 use crate::error::ApiError;
 use crate::fields::{self, Body};
@@ -30,8 +32,11 @@ pub struct AppState {
     pub gate: Arc<Gate>,
     /// `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// The strategies served: every registered one that builds without a verifier.
+    /// The strategies served: every registered one that builds without a verifier, and with
+    /// [`AppState::code`] the code strategies too.
     pub servable: Vec<StrategyName>,
+    /// The sandbox and its limits, when code strategies are served.
+    pub code: Option<CodeChecks>,
 }
 
 /// A request's model and strategies, before its messages are read.
@@ -51,6 +56,16 @@ pub struct Started {
     pub label: String,
     /// One stream per choice, in choice order.
     pub choices: Vec<EventStream<'static>>,
+    /// The request's code verifier, when a strategy uses one: what it ran and passed
+    /// (`usage.mars.verification`); its counts reach `/metrics` when every choice is gone.
+    pub verification: Option<Arc<VerifyGuard>>,
+}
+
+impl Started {
+    /// The verification counts so far, when the request's strategies verify code.
+    pub fn verify_counts(&self) -> Option<VerifyCounts> {
+        self.verification.as_deref().map(VerifyGuard::counts)
+    }
 }
 
 impl std::fmt::Debug for Started {
@@ -66,19 +81,51 @@ impl std::fmt::Debug for Started {
 pub const BASELINE: &str = "baseline";
 
 impl AppState {
-    /// The strategies the server can run: those the registry does not mark as needing a
-    /// verifier (`repair`, `codet`), and that build without one.
+    /// The strategies the server can run without a verifier: those the registry does not
+    /// mark as needing one (`repair`, `codet`), and that build without one.
     pub fn servable_strategies() -> Vec<StrategyName> {
+        Self::servable_strategies_with(false)
+    }
+
+    /// The strategies the server can run, with a code verifier (`verifiers`) or without.
+    pub fn servable_strategies_with(verifiers: bool) -> Vec<StrategyName> {
         let client = mars::ScriptedClient::new([]);
+        let defaults = Defaults {
+            verifier: verifiers.then(|| {
+                mars::strategies::Verifier::new(|_, _| async { 0.0 })
+                    .with_tests(|_, _, _| async { Vec::new() })
+            }),
+            ..Defaults::default()
+        };
         StrategyName::ALL
             .iter()
             .copied()
-            .filter(|name| !name.needs_verifier())
+            .filter(|name| verifiers || !name.needs_verifier())
             .filter(|name| {
                 let spec = registry::StrategySpec::single(*name);
-                registry::build(&spec, &client, &Defaults::default()).is_ok()
+                registry::build(&spec, &client, &defaults).is_ok()
             })
             .collect()
+    }
+
+    /// The strategy prefixes `/v1/models` and `/api/tags` list before each base model: every
+    /// servable strategy's slug, and with code strategies the `_verifier` variants.
+    pub fn listed_prefixes(&self) -> Vec<String> {
+        let mut prefixes: Vec<String> = self
+            .servable
+            .iter()
+            .filter(|s| s.slug() != "none")
+            .map(|s| s.slug().to_owned())
+            .collect();
+        if self.code.is_some() {
+            prefixes.extend(
+                self.servable
+                    .iter()
+                    .filter(|s| s.takes_verifier())
+                    .map(|s| format!("{}_verifier", s.slug())),
+            );
+        }
+        prefixes
     }
 
     /// Routes the body's `model` and reads a strategy from its prefix or from the
@@ -102,14 +149,24 @@ impl AppState {
             }
         };
         let mut strategies = match prefix {
-            Some(prefix) => Some(select::parse_strategies(&prefix, "model", &self.servable)?),
+            Some(prefix) => Some(select::parse_strategies(
+                &prefix,
+                "model",
+                &self.servable,
+                self.code.is_some(),
+            )?),
             None => None,
         };
         for field in ["optillm_approach", "mars_strategy"] {
             if let Some(text) = fields::opt_string(body, field)?
                 && strategies.is_none()
             {
-                strategies = Some(select::parse_strategies(&text, field, &self.servable)?);
+                strategies = Some(select::parse_strategies(
+                    &text,
+                    field,
+                    &self.servable,
+                    self.code.is_some(),
+                )?);
             }
         }
         Ok(Plan {
@@ -153,6 +210,7 @@ impl AppState {
                         &value,
                         "optillm_approach",
                         &self.servable,
+                        self.code.is_some(),
                     )?);
                 }
                 break;
@@ -188,7 +246,20 @@ impl AppState {
             Arc::clone(&self.gate),
             upstream.wire() == Wire::Embedded,
         );
-        let defaults = Defaults::default();
+        let verification = match (&plan.strategies, &self.code) {
+            (Some(strategies), Some(code)) if strategies.uses_verifier() => {
+                let verifier = code.verifier(request, &strategies.label())?;
+                Some(Arc::new(VerifyGuard::new(
+                    verifier,
+                    Arc::clone(&self.metrics),
+                )))
+            }
+            _ => None,
+        };
+        let defaults = Defaults {
+            verifier: verification.as_ref().map(|guard| guard.verifier()),
+            ..Defaults::default()
+        };
         let specs: Vec<Option<&registry::StrategySpec>> = match &plan.strategies {
             None => vec![None],
             Some(s) => s.alternatives.iter().map(Some).collect(),
@@ -205,14 +276,18 @@ impl AppState {
                     Some(spec) => registry::build(spec, client.clone(), &defaults)
                         .map_err(|err| build_error(spec.as_str(), &err))?,
                 };
-                choices.push(owned_stream(runner, request));
+                choices.push(owned_stream(runner, request, verification.clone()));
             }
         }
         let label = plan
             .strategies
             .as_ref()
             .map_or_else(|| BASELINE.to_owned(), Strategies::label);
-        Ok(Started { label, choices })
+        Ok(Started {
+            label,
+            choices,
+            verification,
+        })
     }
 }
 
@@ -245,9 +320,15 @@ fn unknown(model: &str, names: &[String], after_prefix: bool) -> ApiError {
     ))
 }
 
-/// A stream that owns its client (a strategy, or the plain upstream client).
-fn owned_stream(runner: Box<dyn ModelClient>, request: ChatRequest) -> EventStream<'static> {
+/// A stream that owns its client (a strategy, or the plain upstream client) and its share of
+/// the request's verifier.
+fn owned_stream(
+    runner: Box<dyn ModelClient>,
+    request: ChatRequest,
+    verification: Option<Arc<VerifyGuard>>,
+) -> EventStream<'static> {
     Box::pin(async_stream::stream! {
+        let _verification = verification;
         let mut events = runner.stream_chat(request);
         while let Some(event) = events.next().await {
             yield event;
@@ -392,6 +473,7 @@ mod tests {
         let started = Started {
             label: BASELINE.into(),
             choices: vec![endless, failed],
+            verification: None,
         };
         let err = collect_all(started, Duration::from_secs(30))
             .await

@@ -12,6 +12,7 @@
 //! them, and with them every inner call of its strategy.
 
 pub mod app;
+pub mod code;
 pub mod config;
 pub mod core;
 pub mod error;

@@ -4,6 +4,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mars_server::code::CodeChecks;
 use mars_server::{App, ServeArgs, ServerConfig};
 
 #[derive(Debug, Parser)]
@@ -62,10 +63,12 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         .await
         .map_err(|err| format!("could not listen on {}: {err}", config.listen))?;
     let addr = listener.local_addr().map_err(|err| err.to_string())?;
-    let app = App::new(config, upstreams);
+    let (code, said) = CodeChecks::start(&config).await?;
+    let app = App::with_code_checks(config, upstreams, code);
     {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "mars serve listening on http://{addr}").map_err(|e| e.to_string())?;
+        writeln!(stdout, "code strategies: {said}").map_err(|e| e.to_string())?;
         stdout.flush().map_err(|e| e.to_string())?;
     }
     app.serve(listener, shutdown_signal())

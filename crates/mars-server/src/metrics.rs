@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use mars::Usage;
+use mars::eval::verify::VerifyCounts;
 
 /// Upper bounds of the latency histogram's buckets, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -27,7 +28,24 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
+    /// Code strategies' checks, summed over requests, by [`VERIFY_KINDS`].
+    verification: Mutex<BTreeMap<&'static str, u64>>,
+    sandbox_runs_in_flight: AtomicI64,
 }
+
+/// The figures of `mars_verifier_total`, by `kind` label.
+const VERIFY_KINDS: [&str; 10] = [
+    "candidates",
+    "candidates_compiled",
+    "candidates_passed",
+    "example_runs",
+    "example_passes",
+    "generated_tests_run",
+    "generated_tests_passed",
+    "over_budget",
+    "sandbox_errors",
+    "requests",
+];
 
 impl Metrics {
     /// Counts a finished request (its head sent) on `route` with `strategy` and `status`, and
@@ -81,6 +99,33 @@ impl Metrics {
     /// Moves the queue-depth gauge (upstream calls waiting for a permit) by `delta`.
     pub fn add_queued(&self, delta: i64) {
         self.queue_depth.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Adds one request's verification counts.
+    pub fn verification(&self, counts: &VerifyCounts) {
+        let values = [
+            counts.candidates,
+            counts.candidates_compiled,
+            counts.candidates_passed,
+            counts.example_runs,
+            counts.example_passes,
+            counts.generated_tests_run,
+            counts.generated_tests_passed,
+            counts.over_budget,
+            counts.sandbox_errors,
+            1,
+        ];
+        if let Ok(mut map) = self.verification.lock() {
+            for (kind, value) in VERIFY_KINDS.iter().zip(values) {
+                *map.entry(kind).or_default() += u64::from(value);
+            }
+        }
+    }
+
+    /// Sets the gauge of sandbox runs in flight (read when `/metrics` is rendered).
+    pub fn set_sandbox_runs(&self, runs: usize) {
+        self.sandbox_runs_in_flight
+            .store(i64::try_from(runs).unwrap_or(i64::MAX), Ordering::Relaxed);
     }
 
     /// Upstream model calls made so far.
@@ -155,6 +200,27 @@ impl Metrics {
             "Upstream calls waiting for a --max-concurrency permit.",
             self.queue_depth.load(Ordering::Relaxed),
         );
+        gauge(
+            &mut out,
+            "mars_sandbox_runs_in_flight",
+            "Code strategies' sandbox runs (compile and tests) in flight.",
+            self.sandbox_runs_in_flight.load(Ordering::Relaxed),
+        );
+        out.push_str(
+            "# HELP mars_verifier_total Code strategies' checks of candidates, by kind \
+             (requests verified; candidates checked, compiled, passed; example and generated \
+             test runs and passes; checks refused over the sandbox budget; sandbox failures).\n\
+             # TYPE mars_verifier_total counter\n",
+        );
+        if let Ok(map) = self.verification.lock() {
+            for kind in VERIFY_KINDS {
+                let _ = writeln!(
+                    out,
+                    "mars_verifier_total{{kind=\"{kind}\"}} {}",
+                    map.get(kind).copied().unwrap_or(0)
+                );
+            }
+        }
         out.push_str(
             "# HELP mars_request_duration_seconds Time to the response head.\n\
              # TYPE mars_request_duration_seconds histogram\n",

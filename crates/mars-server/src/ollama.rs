@@ -38,8 +38,8 @@ pub async fn tags(State(state): State<Arc<AppState>>) -> Response {
     let catalog = state.upstreams.catalog(false).await;
     let mut models: Vec<Value> = catalog.iter().map(|e| e.record.clone()).collect();
     for entry in catalog.iter() {
-        for strategy in state.servable.iter().filter(|s| s.slug() != "none") {
-            let name = format!("{}-{}", strategy.slug(), entry.name);
+        for prefix in state.listed_prefixes() {
+            let name = format!("{prefix}-{}", entry.name);
             let mut record = entry.record.clone();
             record["name"] = json!(name);
             record["model"] = json!(name);

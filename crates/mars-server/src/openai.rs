@@ -13,6 +13,7 @@ use mars::{ChatRequest, Message, Role, SamplingOptions, StreamEvent, Usage};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::code::VerifyGuard;
 use crate::core::{self, AppState, Tick, Ticker};
 use crate::error::{Api, ApiError};
 use crate::fields::{self, Body};
@@ -114,6 +115,7 @@ async fn chat(
     }
     let started = state.start(&plan, &request, n as usize, None, key)?;
     let label = started.label.clone();
+    let verification = started.verification.clone();
     let reply = Reply {
         id: format!("chatcmpl-{}", id.0),
         created: upstream::unix_now(),
@@ -141,7 +143,7 @@ async fn chat(
             "model": reply.model,
             "system_fingerprint": null,
             "choices": choices,
-            "usage": usage_json(&usage, &label),
+            "usage": usage_json(&usage, &label, verification.as_deref()),
         });
         let mut response = axum::Json(body).into_response();
         respond::mars_headers(&mut response, &label, Some(usage.model_calls));
@@ -161,7 +163,7 @@ async fn chat(
         Tick::TimedOut => return Err(ApiError::timeout(state.config.request_timeout)),
         _ => {}
     }
-    let body = sse(reply, ticker, first, choices, include_usage);
+    let body = sse(reply, ticker, first, choices, include_usage, verification);
     let mut response = Response::new(HttpBody::from_stream(body));
     response.headers_mut().insert(
         "content-type",
@@ -239,6 +241,7 @@ fn sse(
     first: Tick,
     choices: usize,
     include_usage: bool,
+    verification: Option<Arc<VerifyGuard>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     async_stream::stream! {
         let mut writer = SseWriter {
@@ -290,7 +293,7 @@ fn sse(
                 "created": writer.reply.created,
                 "model": writer.reply.model,
                 "choices": [],
-                "usage": usage_json(&writer.usage, &writer.reply.label),
+                "usage": usage_json(&writer.usage, &writer.reply.label, verification.as_deref()),
             });
             yield Ok(Bytes::from(format!("data: {body}\n\n")));
         }
@@ -364,17 +367,23 @@ impl SseWriter {
     }
 }
 
-/// OpenAI's `usage` with mars's `usage.mars`.
-fn usage_json(usage: &Usage, label: &str) -> Value {
+/// OpenAI's `usage` with mars's `usage.mars`, which adds what a code strategy verified
+/// (`verification`: candidates checked, compiled and passed; example and generated-test runs
+/// and passes; checks refused over the sandbox budget).
+fn usage_json(usage: &Usage, label: &str, verification: Option<&VerifyGuard>) -> Value {
     let total = usage
         .prompt_tokens
         .zip(usage.completion_tokens)
         .map(|(p, c)| p + c);
+    let mut mars = json!({"strategy": label, "model_calls": usage.model_calls});
+    if let Some(guard) = verification {
+        mars["verification"] = json!(guard.counts());
+    }
     json!({
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": total,
-        "mars": {"strategy": label, "model_calls": usage.model_calls},
+        "mars": mars,
     })
 }
 
@@ -490,11 +499,8 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Response {
         data.push(model_json(&entry.name, owner));
     }
     for entry in catalog.iter() {
-        for strategy in state.servable.iter().filter(|s| s.slug() != "none") {
-            data.push(model_json(
-                &format!("{}-{}", strategy.slug(), entry.name),
-                "mars",
-            ));
+        for prefix in state.listed_prefixes() {
+            data.push(model_json(&format!("{prefix}-{}", entry.name), "mars"));
         }
     }
     axum::Json(json!({"object": "list", "data": data})).into_response()
@@ -552,7 +558,7 @@ mod tests {
             model: "m".into(),
             label: "baseline".into(),
         };
-        let chunks: Vec<_> = sse(reply, ticker, first, n, false).collect().await;
+        let chunks: Vec<_> = sse(reply, ticker, first, n, false, None).collect().await;
         chunks
             .into_iter()
             .map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())

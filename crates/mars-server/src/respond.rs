@@ -452,6 +452,7 @@ mod tests {
             gate: std::sync::Arc::new(crate::limit::Gate::new(1, std::sync::Arc::clone(&metrics))),
             metrics,
             servable: Vec::new(),
+            code: None,
         }
     }
 

@@ -14,6 +14,11 @@ pub struct Strategies {
 }
 
 impl Strategies {
+    /// Whether any alternative has a stage that runs the verifier.
+    pub fn uses_verifier(&self) -> bool {
+        self.alternatives.iter().any(StrategySpec::uses_verifier)
+    }
+
     /// The label reported in `X-Mars-Strategy` and `usage.mars.strategy`: mars names, stages
     /// joined by `&`, alternatives by `|`.
     pub fn label(&self) -> String {
@@ -29,13 +34,14 @@ impl Strategies {
 /// a request, and the labels in `/metrics`, bounded.
 pub const MAX_STAGES: usize = 8;
 
-/// Parses `a&b|c` into specs. An unknown stage, a `_verifier` stage, an empty alternative or
-/// more than [`MAX_STAGES`] stages is a 400 naming `field` (and the stage); the message lists
-/// the valid names.
+/// Parses `a&b|c` into specs. An unknown stage, a `_verifier` stage when the server has no
+/// verifier (`verifiers` false), an empty alternative or more than [`MAX_STAGES`] stages is a
+/// 400 naming `field` (and the stage); the message lists the valid names.
 pub fn parse_strategies(
     text: &str,
     field: &str,
     servable: &[StrategyName],
+    verifiers: bool,
 ) -> Result<Strategies, ApiError> {
     let stages = text.split(['|', '&']).count();
     if stages > MAX_STAGES {
@@ -48,7 +54,7 @@ pub fn parse_strategies(
     for alternative in text.split('|') {
         let alternative = alternative.trim();
         for stage in alternative.split('&').map(str::trim) {
-            check_stage(stage, field, servable)?;
+            check_stage(stage, field, servable, verifiers)?;
         }
         let spec: StrategySpec = alternative
             .parse()
@@ -58,7 +64,12 @@ pub fn parse_strategies(
     Ok(Strategies { alternatives })
 }
 
-fn check_stage(stage: &str, field: &str, servable: &[StrategyName]) -> Result<(), ApiError> {
+fn check_stage(
+    stage: &str,
+    field: &str,
+    servable: &[StrategyName],
+    verifiers: bool,
+) -> Result<(), ApiError> {
     let valid = || valid_names(servable);
     if stage.is_empty() {
         return Err(ApiError::bad_field(
@@ -69,6 +80,8 @@ fn check_stage(stage: &str, field: &str, servable: &[StrategyName]) -> Result<()
     match StrategyName::parse(stage) {
         Some(name) if servable.contains(&name) => Ok(()),
         Some(name) => Err(needs_verifier(field, name.name())),
+        // The spec's own parser says which strategies have a `_verifier` form.
+        None if stage.ends_with("_verifier") && verifiers => Ok(()),
         None if stage.ends_with("_verifier") => Err(needs_verifier(field, stage)),
         None => Err(ApiError::bad_field(
             field,
@@ -77,13 +90,14 @@ fn check_stage(stage: &str, field: &str, servable: &[StrategyName]) -> Result<()
     }
 }
 
-/// 400 for a strategy that selects with a verifier: the server has none to give it.
+/// 400 for a strategy that selects with a verifier when the server has none to give it.
 pub fn needs_verifier(field: &str, stage: &str) -> ApiError {
     ApiError::bad_field(
         field,
         format!(
-            "strategy {stage:?} needs a verifier (code tests), which `mars serve` does not \
-             have; it is not served"
+            "strategy {stage:?} needs a verifier (code tests run in the sandbox), which this \
+             server does not have (started with --sandbox off, or the sandbox does not start \
+             on its host); it is not served"
         ),
     )
 }
@@ -177,9 +191,9 @@ mod tests {
 
     #[test]
     fn strategies_parse_with_alternatives_and_pipelines() {
-        let parsed = parse_strategies("re2&moa|bon", "model", &all()).unwrap();
+        let parsed = parse_strategies("re2&moa|bon", "model", &all(), false).unwrap();
         assert_eq!(parsed.label(), "reread&mixture_of_agents|best_of_n");
-        let err = parse_strategies("re2&nope", "optillm_approach", &all()).unwrap_err();
+        let err = parse_strategies("re2&nope", "optillm_approach", &all(), false).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("optillm_approach"));
         assert!(err.message.contains("\"nope\""), "{}", err.message);
         assert!(
@@ -187,22 +201,22 @@ mod tests {
             "{}",
             err.message
         );
-        let err = parse_strategies("bon|", "model", &all()).unwrap_err();
+        let err = parse_strategies("bon|", "model", &all(), false).unwrap_err();
         assert!(err.message.contains("empty"), "{}", err.message);
-        assert!(parse_strategies(&["re2"; 8].join("&"), "model", &all()).is_ok());
-        let err = parse_strategies(&["re2"; 5].join("&|"), "model", &all()).unwrap_err();
+        assert!(parse_strategies(&["re2"; 8].join("&"), "model", &all(), false).is_ok());
+        let err = parse_strategies(&["re2"; 5].join("&|"), "model", &all(), false).unwrap_err();
         assert!(err.message.contains("9 strategy stages"), "{}", err.message);
-        let err = parse_strategies(&["re2"; 9].join("|"), "model", &all()).unwrap_err();
+        let err = parse_strategies(&["re2"; 9].join("|"), "model", &all(), false).unwrap_err();
         assert_eq!(err.param.as_deref(), Some("model"));
         assert!(err.message.contains("at most 8"), "{}", err.message);
     }
 
     #[test]
     fn verifier_strategies_are_refused() {
-        let err = parse_strategies("best_of_n_verifier", "model", &all()).unwrap_err();
+        let err = parse_strategies("best_of_n_verifier", "model", &all(), false).unwrap_err();
         assert!(err.message.contains("verifier"), "{}", err.message);
         let servable: Vec<_> = all().into_iter().filter(|s| s.slug() != "bon").collect();
-        let err = parse_strategies("bon", "model", &servable).unwrap_err();
+        let err = parse_strategies("bon", "model", &servable, false).unwrap_err();
         assert!(err.message.contains("needs a verifier"), "{}", err.message);
     }
 
@@ -213,10 +227,36 @@ mod tests {
             let strategy = StrategyName::parse(name).unwrap();
             assert!(strategy.needs_verifier());
             assert!(!servable.contains(&strategy), "{name}");
-            let err = parse_strategies(name, "model", &servable).unwrap_err();
+            let err = parse_strategies(name, "model", &servable, false).unwrap_err();
             assert!(err.message.contains("needs a verifier"), "{}", err.message);
         }
         assert!(servable.iter().any(|s| s.slug() == "moa"));
+    }
+
+    #[test]
+    fn code_strategies_are_served_with_a_verifier() {
+        let servable = crate::core::AppState::servable_strategies_with(true);
+        for name in [
+            "repair",
+            "codet",
+            "repair&codet",
+            "best_of_n_verifier|bon_verifier",
+        ] {
+            let parsed = parse_strategies(name, "model", &servable, true).unwrap();
+            assert!(parsed.uses_verifier(), "{name}");
+        }
+        assert!(
+            !parse_strategies("re2&moa", "model", &servable, true)
+                .unwrap()
+                .uses_verifier()
+        );
+        // A `_verifier` form of a strategy that has none is still refused, by the spec's parser.
+        let err = parse_strategies("moa_verifier", "model", &servable, true).unwrap_err();
+        assert!(
+            err.message.contains("does not select with a verifier"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@ text and token counts an upstream call produced without asking the fake."""
 
 import hashlib
 import json
+import re
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
          "juliet", "kilo", "lima", "mike", "november", "oscar", "papa"]
@@ -42,3 +43,10 @@ def answer(model: str, messages: list[dict], seed, max_tokens=None, index: int =
 def text_of(model: str, messages: list[dict], seed, max_tokens=None, index: int = 0) -> str:
     """The whole answer's text."""
     return "".join(answer(model, messages, seed, max_tokens, index)[0])
+
+
+def pieces(text: str) -> list[str]:
+    """A scripted answer as streamed pieces: each word with the whitespace after it, so that
+    the pieces join back into `text` (less leading whitespace)."""
+    found = re.findall(r"\S+\s*", text)
+    return found or [text]

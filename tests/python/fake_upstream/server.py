@@ -8,6 +8,8 @@ client dropped: a write that fails, or, while a response is held at the gate, a 
 closed. The gate (`hold`/`release`) stops every chat response after a chosen number of chunks
 (zero for a non-streaming one), so a test can prove what reached the client before the fake
 finished. A marker `[[status=NNN]]` in the last message makes the fake answer that HTTP status.
+A test may `script` the answers instead: a function of the model and messages that returns the
+answer's text (or None for the usual words).
 """
 
 import json
@@ -19,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .answers import answer, prompt_tokens
+from .answers import answer, pieces, prompt_tokens
 
 STATUS_MARKER = re.compile(r"\[\[status=(\d{3})\]\]")
 CREATED = "2026-12-02T13:00:00Z"
@@ -62,6 +64,7 @@ class FakeUpstream:
         self._gate_open = True
         self._hold_after = 0
         self._hold_when = None
+        self._script = None
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -90,6 +93,7 @@ class FakeUpstream:
             self._records = []
             self._max_in_flight = self._in_flight
             self._gate_open = True
+            self._script = None
             self._cond.notify_all()
 
     def records(self) -> list[Record]:
@@ -123,6 +127,22 @@ class FakeUpstream:
                     return False
                 self._cond.wait(min(left, 0.05))
             return True
+
+    # Scripted answers.
+    def script(self, answer_of):
+        """From now on (until `reset`), chat answers come from `answer_of(model, messages)`:
+        its text, streamed a word at a time and ending with `stop`; None keeps the usual
+        answer. Called under the fake's lock, one call at a time, in arrival order."""
+        with self._cond:
+            self._script = answer_of
+
+    def _answer(self, model, messages, seed, max_tokens, index=0):
+        with self._cond:
+            script = self._script
+            text = script(model, messages) if script else None
+        if text is None:
+            return answer(model, messages, seed, max_tokens, index)
+        return pieces(text), "stop"
 
     # The gate.
     def hold(self, after_chunks: int = 1, when=None):
@@ -345,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
         seed = body.get("seed")
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         n = int(body.get("n") or 1)
-        answers = [answer(model, messages, seed, max_tokens, i) for i in range(n)]
+        answers = [fake._answer(model, messages, seed, max_tokens, i) for i in range(n)]
         record.texts = ["".join(chunks) for chunks, _ in answers]
         record.prompt_tokens = prompt_tokens(messages)
         record.completion_tokens = sum(len(chunks) for chunks, _ in answers)
@@ -419,8 +439,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(status, {"error": f"fake upstream status {status}"}, headers)
             return
         options = body.get("options") or {}
-        chunks, finish = answer(_normalise(model), messages, options.get("seed"),
-                                options.get("num_predict"))
+        chunks, finish = fake._answer(_normalise(model), messages, options.get("seed"),
+                                      options.get("num_predict"))
         record.texts = ["".join(chunks)]
         record.prompt_tokens = prompt_tokens(messages)
         record.completion_tokens = len(chunks)

@@ -87,7 +87,7 @@ impl Default for ServerConfig {
 }
 
 /// The default of `--max-sandbox-runs`. On the project's 2-core machine, candidates checked
-/// at once finished fastest at 2 (README, "Measured": `sandbox_overhead --concurrency`).
+/// at once finished fastest at 2 (README, "Measured": `sandbox_throughput`).
 pub const DEFAULT_SANDBOX_RUNS: usize = 2;
 
 /// `mars serve`'s flags.

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use mars::eval::verify::VerifyCounts;
 use mars::strategies::registry::{self, Defaults, StrategyName};
 use mars::{ChatRequest, Completion, EventStream, ModelClient, StreamEvent, Usage};
 use tokio::time::Instant;
@@ -61,13 +60,6 @@ pub struct Started {
     pub verification: Option<Arc<VerifyGuard>>,
 }
 
-impl Started {
-    /// The verification counts so far, when the request's strategies verify code.
-    pub fn verify_counts(&self) -> Option<VerifyCounts> {
-        self.verification.as_deref().map(VerifyGuard::counts)
-    }
-}
-
 impl std::fmt::Debug for Started {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Started")
@@ -106,6 +98,11 @@ impl AppState {
                 registry::build(&spec, &client, &defaults).is_ok()
             })
             .collect()
+    }
+
+    /// Parses `text` (read from `field`) against what this server serves.
+    fn parse_strategies(&self, text: &str, field: &str) -> Result<Strategies, ApiError> {
+        select::parse_strategies(text, field, &self.servable, self.code.is_some())
     }
 
     /// The strategy prefixes `/v1/models` and `/api/tags` list before each base model: every
@@ -149,24 +146,14 @@ impl AppState {
             }
         };
         let mut strategies = match prefix {
-            Some(prefix) => Some(select::parse_strategies(
-                &prefix,
-                "model",
-                &self.servable,
-                self.code.is_some(),
-            )?),
+            Some(prefix) => Some(self.parse_strategies(&prefix, "model")?),
             None => None,
         };
         for field in ["optillm_approach", "mars_strategy"] {
             if let Some(text) = fields::opt_string(body, field)?
                 && strategies.is_none()
             {
-                strategies = Some(select::parse_strategies(
-                    &text,
-                    field,
-                    &self.servable,
-                    self.code.is_some(),
-                )?);
+                strategies = Some(self.parse_strategies(&text, field)?);
             }
         }
         Ok(Plan {
@@ -206,12 +193,7 @@ impl AppState {
             if let Some((value, rest)) = select::strip_tag(text) {
                 *text = rest;
                 if plan.strategies.is_none() {
-                    plan.strategies = Some(select::parse_strategies(
-                        &value,
-                        "optillm_approach",
-                        &self.servable,
-                        self.code.is_some(),
-                    )?);
+                    plan.strategies = Some(self.parse_strategies(&value, "optillm_approach")?);
                 }
                 break;
             }

@@ -5,7 +5,10 @@ final answers cut off at the token limit, and what the repair rounds and CodeT's
 tests did, read from each sample's trace.
 
 Usage: python3 docs/study/analyze.py FILE.jsonl [FILE.jsonl ...]
-Prints Markdown. Standard library only.
+       python3 docs/study/analyze.py --versus A.jsonl B.jsonl
+The second form pairs each strategy of A with the same strategy of B over the same tasks and
+seeds (two runs that differ in one setting, such as --verifier-examples). Prints Markdown.
+Standard library only.
 """
 
 import json
@@ -183,7 +186,39 @@ def report(path):
             print()
 
 
+def across(rows_a, rows_b):
+    """For each strategy in both runs: (name, passes in A, passes in B, b, c, p), paired by task
+    and sample; b = passes in A that fail in B, c = the reverse."""
+    a, b = by_strategy(rows_a), by_strategy(rows_b)
+    out = []
+    for name, rows in a.items():
+        if name not in b:
+            continue
+        other = {(r["task_id"], r["sample"]): passed(r) for r in b[name]}
+        pairs = [(passed(r), other[(r["task_id"], r["sample"])]) for r in rows
+                 if (r["task_id"], r["sample"]) in other]
+        wins = sum(1 for x, y in pairs if x and not y)
+        losses = sum(1 for x, y in pairs if y and not x)
+        out.append((name, sum(x for x, _ in pairs), sum(y for _, y in pairs), wins, losses,
+                    mcnemar_p(wins, losses)))
+    return out
+
+
+def versus(path_a, path_b):
+    print(f"## {path_a} against {path_b}\n")
+    print("Paired by task and seed: b = passes in A that fail in B, c = the reverse;")
+    print("p = McNemar's exact two-sided test.\n")
+    print("| strategy | A pass | B pass | b | c | p |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, pass_a, pass_b, b, c, p in across(load(path_a), load(path_b)):
+        print(f"| {name} | {pass_a} | {pass_b} | {b} | {c} | {p:.3g} |")
+    print()
+
+
 def main(argv):
+    if len(argv) == 4 and argv[1] == "--versus":
+        versus(argv[2], argv[3])
+        return 0
     if len(argv) < 2:
         print(__doc__.strip(), file=sys.stderr)
         return 2

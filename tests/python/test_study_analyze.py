@@ -49,6 +49,17 @@ def test_paired_counts_compare_the_same_task_and_sample():
     assert p == 1.0
 
 
+def test_two_runs_are_paired_strategy_by_strategy():
+    on = [record("a", "codet", "pass"), record("b", "codet", "pass"),
+          record("c", "codet", "compile_error"), record("a", "baseline", "pass")]
+    off = [record("a", "codet", "compile_error"), record("b", "codet", "pass"),
+           record("c", "codet", "pass"), record("d", "codet", "pass")]
+    # Baseline ran only in the first; task d only in the second: neither is paired.
+    [(name, pass_a, pass_b, b, c, p)] = analyze.across(on, off)
+    assert (name, pass_a, pass_b, b, c) == ("codet", 2, 2, 1, 1)
+    assert p == 1.0
+
+
 def test_repair_rounds_count_fixes_and_ignored_feedback():
     error = "The code does not compile. The first compiler error is:\nerror[E0308]: mismatched types"
     other = "The code does not compile. The first compiler error is:\nerror[E0277]: no"

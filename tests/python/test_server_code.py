@@ -106,6 +106,50 @@ def test_the_ollama_client_gets_the_same_choice(mars, fake):
     assert [p.done for p in parts].count(True) == 1
 
 
+def script_mars(fake, *answers, verdict="CORRECT"):
+    """The fake answers MARS's agents (and rewrites) with `answers` in arrival order (the last
+    repeated), and its verification calls with `verdict`."""
+    queue = itertools.chain(answers, itertools.repeat(answers[-1]))
+
+    def answer(model, messages):
+        if "verification expert" in messages[0]["content"]:
+            return f"Checked every line.\n- Overall assessment: {verdict}\n- Confidence: 8/10"
+        return next(queue)
+    fake.script(answer)
+
+
+def test_mars_verifier_counts_only_code_that_passes_as_verified(mars, fake):
+    # Lightweight (max_tokens <= 4000): 2 agents. The model calls both CORRECT; only the code
+    # that adds passes the prompt's examples, so it is the one verified solution.
+    script_mars(fake, WRONG, RIGHT)
+    done = openai_client(mars).chat.completions.create(
+        model="mars_verifier-gpt-fake", seed=3, max_tokens=256,
+        messages=[{"role": "user", "content": PROMPT}])
+    assert "a + b" in done.choices[0].message.content
+    chats = fake.chats()
+    # 2 agents and one verification each, every one counted.
+    assert len(chats) == 4
+    assert done.usage.model_extra["mars"]["model_calls"] == 4
+    assert done.usage.prompt_tokens == sum(r.prompt_tokens for r in chats)
+    assert done.usage.completion_tokens == sum(r.completion_tokens for r in chats)
+    checked = verification(done.usage)
+    assert (checked["candidates"], checked["candidates_passed"]) == (2, 1)
+
+
+def test_mars_answers_the_ollama_client_and_counts_every_call(mars, fake):
+    # Every verdict INCORRECT: 2 agents, 2 verifications each, 2 rounds of 2 improvements and
+    # 4 verifications, then the two equal answers agree: 2 + 4 + 2 * (2 + 4) calls.
+    script_mars(fake, RIGHT, verdict="INCORRECT")
+    parts = list(ollama_client(mars).chat(model="mars-llama-fake", stream=True,
+                                          options={"num_predict": 256},
+                                          messages=[{"role": "user", "content": PROMPT}]))
+    assert "a + b" in "".join(p.message.content or "" for p in parts)
+    final = [p for p in parts if p.done]
+    assert len(final) == 1
+    assert len(fake.chats()) == 18
+    assert final[0].eval_count == sum(r.completion_tokens for r in fake.chats())
+
+
 def test_a_request_without_rust_code_to_check_is_a_400_that_says_why(mars, fake):
     for model in ("codet-gpt-fake", "repair-gpt-fake", "bon_verifier-gpt-fake"):
         with pytest.raises(openai.BadRequestError) as caught:

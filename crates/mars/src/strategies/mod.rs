@@ -18,7 +18,8 @@
 //!
 //! Sampling options follow one rule ([`request`]): the request's options win, and a
 //! configuration fills in only what the request leaves unset. The exception is an algorithm
-//! whose definition is a schedule, [`DiverseSampling`]'s temperature ladder; judge calls use the
+//! whose definition is a schedule, [`DiverseSampling`]'s temperature ladder and [`Mars`]'s agent
+//! temperatures; judge calls use the
 //! judge's token limit ([`selection::judge_options`]).
 //!
 //! | Strategy | Source | Model calls |
@@ -35,6 +36,7 @@
 //! | [`Leap`] | Zhang et al. 2024, optillm's `leap` | 1 + e + m + (1 if m > 0) + 1 for e examples and m mistakes; e + m + (1 if m > 0) + 1 with given examples |
 //! | [`Repair`] | Self-Debugging, Chen et al. 2023; Reflexion, Shinn et al. 2023; AlphaCodium, Ridnik et al. 2024; Self-Refine, Madaan et al. 2023 | at most n × (1 + rounds), with a [`Verifier`] that gives feedback |
 //! | [`CodeT`] | CodeT, Chen et al. 2022 | n + 1, with a [`Verifier`] that runs tests |
+//! | [`Mars`] | optillm's `mars` | lightweight: 2 agents + 2 to 4 verifications, up to 2 rounds, at most 1 synthesis; see [`mars`] |
 //! | [`Pipeline`] | optillm's `a&b` | the sum of its stages |
 //!
 //! The [`registry`] builds any of them from a name (mars's or optillm's slug) and shared
@@ -57,6 +59,7 @@ pub mod cot_reflection;
 pub mod diverse_sampling;
 pub mod feedback;
 pub mod leap;
+pub mod mars;
 pub mod mixture_of_agents;
 pub mod parsing;
 pub mod pipeline;
@@ -83,6 +86,7 @@ pub use codet::{CodeT, CodeTConfig};
 pub use cot_reflection::{CotReflection, CotReflectionConfig};
 pub use diverse_sampling::{DiverseSampling, DiverseSamplingAggregator, DiverseSamplingConfig};
 pub use leap::{Leap, LeapConfig};
+pub use mars::{Mars, MarsConfig};
 pub use mixture_of_agents::{MixtureOfAgents, MixtureOfAgentsConfig};
 pub use pipeline::Pipeline;
 pub use plansearch::{PlanSearch, PlanSearchConfig};

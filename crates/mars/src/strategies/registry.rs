@@ -37,7 +37,7 @@ use super::voting::AnswerKey;
 use super::wrapper::{Algorithm, Strategy, StrategyClient};
 use super::{
     BaselineConfig, BestOfNConfig, CodeTConfig, CotReflectionConfig, DiverseSamplingConfig,
-    LeapConfig, MixtureOfAgentsConfig, PlanSearchConfig, ReReadConfig, RepairConfig,
+    LeapConfig, MarsConfig, MixtureOfAgentsConfig, PlanSearchConfig, ReReadConfig, RepairConfig,
     RoundTripConfig, SelfConsistencyConfig,
 };
 use crate::client::{BatchRequest, ModelClient};
@@ -66,6 +66,20 @@ pub struct StrategyName {
 /// The strategy with configuration `config` over `client`, boxed.
 fn boxed<'a, M: Algorithm + 'a>(client: Client<'a>, config: M) -> Result<Box<dyn Strategy + 'a>> {
     Ok(Box::new(StrategyClient::build(client, config)?))
+}
+
+/// MARS with the shared defaults: their answer key (for its vote), concurrency and verifier.
+fn mars_config(defaults: &Defaults, verifier: Option<Verifier>) -> MarsConfig {
+    let base = MarsConfig::default();
+    MarsConfig {
+        answer_key: defaults
+            .answer_key
+            .clone()
+            .unwrap_or(base.answer_key.clone()),
+        concurrency: defaults.concurrency,
+        verifier,
+        ..base
+    }
 }
 
 impl StrategyName {
@@ -230,6 +244,16 @@ impl StrategyName {
                 };
                 boxed(client, config)
             },
+        },
+        StrategyName {
+            name: MarsConfig::NAME,
+            slug: "mars",
+            model_calls: "lightweight (max_tokens <= 4000): 2 agents + 2 to 4 verifications, up \
+                          to 2 rounds of improvements and verifications, at most 1 synthesis; \
+                          default: 15 + 18 to 27 verifications, up to 5 rounds, at most 1 synthesis",
+            takes_verifier: true,
+            needs_verifier: false,
+            build: |client, defaults, verifier| boxed(client, mars_config(defaults, verifier)),
         },
         StrategyName {
             name: CodeTConfig::NAME,
